@@ -1,0 +1,58 @@
+"""What every algorithm is: networks (an ``nn.Module``), optimizers, ``update`` and ``act``.
+
+Subclasses inherit from ``Algorithm`` directly (one level). The trainer owns
+data, environments, logging and checkpoints; an algorithm only turns a
+``Batch`` into one gradient step and observations into actions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from offrl.data.batch import Batch
+from offrl.nn.encoders import FlatEncoder
+from offrl.nn.heads import ActionScaler
+
+
+class Algorithm(nn.Module):
+    name: ClassVar[str] = ""  # set by @register
+    Config: ClassVar[type] = object
+    action_type: ClassVar[str] = "continuous"
+    paper: ClassVar[str] = ""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.encoder = FlatEncoder(observation_space)
+        if self.action_type == "continuous":
+            if not isinstance(action_space, gym.spaces.Box):
+                raise ValueError(f"{self.name} needs a continuous (Box) action space, got {action_space}")
+            self.action_scaler = ActionScaler(action_space)
+            self.action_dim = int(action_space.shape[0]) if action_space.shape else 1
+        elif not isinstance(action_space, gym.spaces.Discrete):
+            raise ValueError(f"{self.name} needs a discrete action space, got {action_space}")
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.num_updates = 0  # gradient steps taken; part of the checkpoint
+        self.total_updates = 0  # steps the trainer plans, for learning-rate schedules; 0 if unknown
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.buffers()).device
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step. Returns scalar tensors (not floats: no host sync here)."""
+        raise NotImplementedError
+
+    def act(self, observations: Any, deterministic: bool = True) -> torch.Tensor:
+        """Actions in the environment's action space for a batch of observations."""
+        raise NotImplementedError
+
+    def policy_modules(self) -> list[nn.Module]:
+        """Modules needed to act, for exporting a policy without critics (default: everything)."""
+        return [self]

@@ -1,0 +1,58 @@
+"""Pieces several algorithms share: imported, never copied."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+
+def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam with the fused kernel (one kernel for all parameters) on CPU and CUDA."""
+    return torch.optim.Adam(list(params), lr=lr, weight_decay=weight_decay, fused=True)
+
+
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+@torch.no_grad()
+def soft_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
+    """Polyak averaging ``target <- (1 - tau) * target + tau * online`` in one foreach kernel."""
+    torch._foreach_lerp_(target, online, tau)
+
+
+def parameter_lists(target: torch.nn.Module, online: torch.nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Matching parameter lists for ``soft_update`` (Parameter objects survive ``.to(device)``)."""
+    return list(target.parameters()), list(online.parameters())
+
+
+def td_target(rewards: torch.Tensor, terminals: torch.Tensor, discount: float, next_values: torch.Tensor) -> torch.Tensor:
+    return rewards + discount * (1.0 - terminals) * next_values
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """Asymmetric squared loss: weight ``expectile`` where diff > 0, ``1 - expectile`` elsewhere."""
+    weight = torch.where(diff > 0, expectile, 1.0 - expectile)
+    return (weight * diff.pow(2)).mean()
+
+
+def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
+    """``exp(temperature * A)`` clipped above, as in AWR / IQL / AWAC."""
+    return torch.exp(temperature * advantages).clamp(max=max_weight)
+
+
+def cosine_lr(base_lr: float, step_index: int, total_steps: int) -> float:
+    """Cosine decay from ``base_lr`` to 0 over ``total_steps``; constant when ``total_steps`` is 0."""
+    if total_steps <= 0:
+        return base_lr
+    progress = min(step_index, total_steps) / total_steps
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,76 @@
+"""One registry: ``@register`` makes an algorithm visible to ``make_algo`` and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from offrl.algos.base import Algorithm
+from offrl.config import make_config
+from offrl.errors import ConfigError
+
+_REGISTRY: dict[str, type[Algorithm]] = {}
+
+
+def register(name: str, *, paper: str, action_type: str = "continuous") -> Callable[[type[Algorithm]], type[Algorithm]]:
+    def decorate(cls: type[Algorithm]) -> type[Algorithm]:
+        if name in _REGISTRY:
+            raise ValueError(f"algorithm {name!r} is registered twice")
+        if not dataclasses.is_dataclass(cls.Config):
+            raise TypeError(f"{cls.__name__}.Config must be a dataclass")
+        cls.name, cls.paper, cls.action_type = name, paper, action_type
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def get_algo_class(name: str) -> type[Algorithm]:
+    _load_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown algorithm {name!r}{hint} (registered: {', '.join(sorted(_REGISTRY))})") from None
+
+
+def list_algos() -> list[type[Algorithm]]:
+    _load_builtin()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def make_algo(
+    name: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    config: Any = None,
+    device: torch.device | str = "cpu",
+    seed: int | None = None,
+    **overrides: Any,
+) -> Algorithm:
+    """Build a registered algorithm. ``config`` (a Config instance or dict) and keyword overrides set hyperparameters.
+
+    With ``seed``, the networks' initial weights depend only on it (the global
+    RNG is left as it was).
+    """
+    cls = get_algo_class(name)
+    if isinstance(config, dict):
+        overrides = {**config, **overrides}
+        config = None
+    resolved = make_config(cls.Config, overrides, base=config, source=f"{name} config")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        algo = cls(observation_space, action_space, resolved)
+    return algo.to(device)
+
+
+def _load_builtin() -> None:
+    import offrl.algos  # noqa: F401  (importing the package registers the built-in algorithms)

@@ -1,0 +1,18 @@
+"""Datasets: loading, validation, device tensors, sampling, replay."""
+
+from offrl.data.batch import Batch
+from offrl.data.dataset import Dataset, Episode
+from offrl.data.formats import detect_format, load_dataset, save_dataset
+from offrl.data.replay import ReplayBuffer
+from offrl.data.sampler import UniformSampler
+
+__all__ = [
+    "Batch",
+    "Dataset",
+    "Episode",
+    "ReplayBuffer",
+    "UniformSampler",
+    "detect_format",
+    "load_dataset",
+    "save_dataset",
+]

@@ -1,0 +1,128 @@
+"""Roll out a policy in a Gymnasium environment and record a dataset, terminals and timeouts right."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from offrl.data.dataset import Dataset
+from offrl.data.tree import tree_map
+from offrl.train.evaluate import make_vector_env
+
+PolicyFn = Callable[[Any], np.ndarray]
+
+
+def collect(
+    env_id: str,
+    policy: PolicyFn,
+    *,
+    episodes: int | None = None,
+    steps: int | None = None,
+    num_envs: int = 1,
+    seed: int = 0,
+    noise: float = 0.0,
+    epsilon: float = 0.0,
+    metadata: dict[str, Any] | None = None,
+) -> Dataset:
+    """Record ``episodes`` complete episodes, or exactly ``steps`` transitions.
+
+    ``noise`` adds Gaussian noise with that standard deviation (as a fraction
+    of each action's half-range) to continuous actions; ``epsilon`` replaces
+    an action by a uniformly random one with that probability. With
+    ``steps``, the episode running when the count is reached is cut off and
+    marked as a timeout.
+    """
+    if (episodes is None) == (steps is None):
+        raise ValueError("give exactly one of episodes or steps")
+    envs = make_vector_env(env_id, num_envs)
+    action_space = envs.single_action_space
+    rng = np.random.default_rng(seed)
+    action_space.seed(seed)
+    buffers: list[list[tuple]] = [[] for _ in range(num_envs)]
+    finished: list[list[tuple]] = []
+    finished_steps = 0
+    observations, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
+
+    def enough() -> bool:
+        if episodes is not None:
+            return len(finished) >= episodes
+        return finished_steps + sum(len(b) for b in buffers) >= steps
+
+    while not enough():
+        actions = np.asarray(policy(observations))
+        actions = _perturb(actions, action_space, rng, noise, epsilon)
+        next_observations, rewards, terminated, truncated, infos = envs.step(actions)
+        for i in range(num_envs):
+            done = terminated[i] or truncated[i]
+            final = _row(infos["final_obs"][i]) if done else _row(next_observations, i)
+            buffers[i].append((_row(observations, i), actions[i], rewards[i], final, terminated[i], truncated[i] and not terminated[i]))
+            if done:
+                finished.append(buffers[i])
+                finished_steps += len(buffers[i])
+                buffers[i] = []
+        observations = next_observations
+    envs.close()
+
+    if episodes is not None:
+        rows = [t for episode in finished[:episodes] for t in episode]
+    else:
+        partial = [b for b in buffers if b]
+        for episode in partial:
+            obs, act, rew, nxt, term, _ = episode[-1]
+            episode[-1] = (obs, act, rew, nxt, term, not term)  # cut off by the end of the recording
+        rows = [t for episode in finished + partial for t in episode][:steps]
+        last = rows[-1]
+        rows[-1] = (*last[:5], not last[4])
+    observation_space = _float32_space(envs.single_observation_space)
+    return Dataset(
+        observations=_stack([r[0] for r in rows]),
+        actions=np.stack([r[1] for r in rows]),
+        rewards=np.asarray([r[2] for r in rows], dtype=np.float32),
+        next_observations=_stack([r[3] for r in rows]),
+        terminals=np.asarray([r[4] for r in rows], dtype=bool),
+        timeouts=np.asarray([r[5] for r in rows], dtype=bool),
+        observation_space=observation_space,
+        action_space=action_space,
+        metadata={"env_id": env_id, "collect_seed": seed, "noise": noise, "epsilon": epsilon, **(metadata or {})},
+        source=f"<collected from {env_id}>",
+    )
+
+
+def _perturb(actions: np.ndarray, space: gym.Space, rng: np.random.Generator, noise: float, epsilon: float) -> np.ndarray:
+    if isinstance(space, gym.spaces.Box):
+        actions = actions.astype(np.float32).reshape(len(actions), *space.shape)
+        if noise > 0:
+            actions = actions + rng.normal(0.0, noise, actions.shape) * (space.high - space.low) / 2
+        if epsilon > 0:
+            random = rng.uniform(space.low, space.high, actions.shape)
+            replace = rng.random(len(actions)) < epsilon
+            actions[replace] = random[replace]
+        return np.clip(actions, space.low, space.high).astype(np.float32)
+    actions = actions.astype(np.int64).reshape(len(actions))
+    if epsilon > 0:
+        replace = rng.random(len(actions)) < epsilon
+        actions[replace] = rng.integers(space.start, space.start + space.n, int(replace.sum()))
+    return actions
+
+
+def _row(observations: Any, index: int | None = None) -> Any:
+    if index is None:
+        return observations
+    return tree_map(lambda a: a[index], observations) if isinstance(observations, dict) else observations[index]
+
+
+def _stack(rows: list[Any]) -> Any:
+    if isinstance(rows[0], dict):
+        return {key: _stack([r[key] for r in rows]) for key in rows[0]}
+    return np.stack(rows)
+
+
+def _float32_space(space: gym.Space) -> gym.Space:
+    if isinstance(space, gym.spaces.Dict):
+        return gym.spaces.Dict({k: _float32_space(v) for k, v in space.spaces.items()})
+    if isinstance(space, gym.spaces.Box) and space.dtype == np.float64:
+        return gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), space.shape, np.float32)
+    return space

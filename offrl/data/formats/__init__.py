@@ -1,0 +1,78 @@
+"""Format detection and the one entry point, ``load_dataset(path)``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from offrl.data.dataset import Dataset
+from offrl.data.formats import d4rl, minari, npz, offrl_hdf5
+from offrl.data.formats.hdf5util import is_hdf5, open_hdf5
+from offrl.errors import DatasetError
+
+READ_FORMATS = ("offrl-hdf5", "d4rl", "minari", "npz")
+WRITE_FORMATS = {".hdf5": "offrl-hdf5", ".h5": "offrl-hdf5", ".npz": "npz"}
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The format of ``path``, from its layout (not only its name)."""
+    path = Path(path)
+    if not path.exists():
+        if minari.local_dataset_directory(str(path)) is not None:
+            return "minari"
+        raise DatasetError(path, "no such file or directory")
+    if path.is_dir():
+        if minari.data_directory(path) is not None:
+            return "minari"
+        raise DatasetError(path, "is a directory but not a Minari dataset (no data/metadata.json)")
+    if path.suffix.lower() == ".npz":
+        return "npz"
+    if is_hdf5(path):
+        with open_hdf5(path) as handle:
+            if offrl_hdf5.looks_like(handle):
+                return "offrl-hdf5"
+            if d4rl.looks_like(handle):
+                return "d4rl"
+            if any(key.startswith("episode_") for key in handle) and minari.data_directory(path) is not None:
+                return "minari"
+            keys = ", ".join(sorted(handle)[:10]) or "nothing"
+        raise DatasetError(path, f"HDF5 file in no layout offrl reads (top-level keys: {keys})")
+    raise DatasetError(path, f"unknown dataset format: expected one of {', '.join(READ_FORMATS)}")
+
+
+def load_dataset(path: str | os.PathLike, *, format: str | None = None) -> Dataset:
+    """Load and validate a dataset; the format is detected from the file unless given."""
+    fmt = format or detect_format(path)
+    path = Path(path)
+    if fmt == "offrl-hdf5":
+        dataset = offrl_hdf5.read(path)
+    elif fmt == "d4rl":
+        dataset = d4rl.read(path)
+    elif fmt == "npz":
+        dataset = npz.read(path)
+    elif fmt == "minari":
+        data_dir = None if path.exists() else minari.local_dataset_directory(str(path))
+        dataset = minari.read(path, data_dir=data_dir)
+    else:
+        raise DatasetError(path, f"unknown format {fmt!r}: expected one of {', '.join(READ_FORMATS)}")
+    dataset.metadata["format"] = fmt
+    return dataset
+
+
+def save_dataset(
+    dataset: Dataset, path: str | os.PathLike, *, format: str | None = None, overwrite: bool = False
+) -> Path:
+    """Write ``dataset`` atomically as offrl HDF5 (``.hdf5``/``.h5``) or npz (``.npz``)."""
+    path = Path(path)
+    fmt = format or WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DatasetError(path, f"cannot tell the output format from the suffix: use one of {', '.join(WRITE_FORMATS)}")
+    if path.exists() and not overwrite:
+        raise DatasetError(path, "already exists: refusing to overwrite it")
+    if fmt == "offrl-hdf5":
+        offrl_hdf5.write(dataset, path)
+    elif fmt == "npz":
+        npz.write(dataset, path)
+    else:
+        raise DatasetError(path, f"offrl writes offrl-hdf5 and npz, not {fmt!r}")
+    return path

@@ -1,0 +1,141 @@
+"""One validation pass over a dataset's columns, run once at load.
+
+Every failure is a DatasetError naming the file and the key, so a user sees
+what is wrong with their data instead of a shape error from deep inside a
+training step, or worse, a policy silently trained on garbage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from offrl.data.tree import tree_items
+from offrl.errors import DatasetError
+
+# Tolerance for actions at the bounds: float32 round-off on data written as
+# float64, e.g. 1.0000001 for an action space of [-1, 1].
+ACTION_BOUND_TOLERANCE = 1e-5
+
+
+def check_lengths(source: str, columns: dict[str, Any]) -> int:
+    """All leaves share their first dimension; returns it. Raises on an empty dataset."""
+    reference_key, reference_length = None, None
+    for name, column in columns.items():
+        for key, array in tree_items(column, name):
+            if not isinstance(array, np.ndarray):
+                raise DatasetError(source, f"expected an array, found {type(array).__name__}", key=key)
+            if array.ndim == 0:
+                raise DatasetError(source, "expected one row per transition, found a scalar", key=key)
+            if reference_length is None:
+                reference_key, reference_length = key, len(array)
+            elif len(array) != reference_length:
+                raise DatasetError(
+                    source,
+                    f"has {len(array)} rows but '{reference_key}' has {reference_length}: "
+                    "every column needs one row per transition",
+                    key=key,
+                )
+    if not reference_length:
+        raise DatasetError(source, "the dataset is empty (0 transitions)")
+    return reference_length
+
+
+def check_numeric(source: str, key: str, array: np.ndarray, *, allow_integer: bool = True) -> None:
+    kind = array.dtype.kind
+    allowed = "fiub" if allow_integer else "f"
+    if kind not in allowed:
+        wanted = "a numeric dtype" if allow_integer else "a floating-point dtype"
+        raise DatasetError(source, f"has dtype {array.dtype}, expected {wanted}", key=key)
+
+
+def check_finite(source: str, key: str, array: np.ndarray) -> None:
+    if array.dtype.kind != "f":
+        return
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.argwhere(~finite.reshape(len(array), -1).all(axis=1)).ravel()
+        kind = "NaN" if np.isnan(array).any() else "Inf"
+        raise DatasetError(
+            source, f"contains {kind} values in {len(bad)} rows (first at row {int(bad[0])})", key=key
+        )
+
+
+def as_flags(source: str, key: str, array: np.ndarray) -> np.ndarray:
+    """0/1 flags stored as bool, int or float, returned as bool; anything else is an error."""
+    check_numeric(source, key, array)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise DatasetError(source, f"expected shape (N,), found {array.shape}", key=key)
+    if array.dtype != np.bool_:
+        values = np.unique(array)
+        if not np.isin(values, (0, 1)).all():
+            odd = [v for v in values.tolist() if v not in (0, 1)][:3]
+            raise DatasetError(source, f"flags must be 0 or 1, found {odd}", key=key)
+        array = array.astype(bool)
+    return array
+
+
+def check_flags_exclusive(source: str, terminals: np.ndarray, timeouts: np.ndarray) -> None:
+    both = terminals & timeouts
+    if both.any():
+        rows = np.flatnonzero(both)
+        raise DatasetError(
+            source,
+            f"terminal and timeout are both set on {len(rows)} steps (first at row {int(rows[0])}): "
+            "a step either ends the episode in a terminal state or is cut off by a time limit",
+            key="terminals/timeouts",
+        )
+
+
+def check_actions(source: str, actions: np.ndarray, space: gym.Space) -> None:
+    if isinstance(space, gym.spaces.Discrete):
+        if actions.dtype.kind not in "iu":
+            raise DatasetError(source, f"discrete actions need an integer dtype, found {actions.dtype}", key="actions")
+        low, high = space.start, space.start + space.n - 1
+        outside = (actions < low) | (actions > high)
+        if outside.any():
+            raise DatasetError(
+                source,
+                f"{int(outside.sum())} actions are outside {{{low}..{high}}} (first at row {int(np.argmax(outside))})",
+                key="actions",
+            )
+        return
+    if not isinstance(space, gym.spaces.Box):
+        raise DatasetError(source, f"unsupported action space {space}", key="actions")
+    if actions.shape[1:] != space.shape:
+        raise DatasetError(
+            source, f"actions have shape {actions.shape[1:]} per row, the action space has {space.shape}", key="actions"
+        )
+    low = np.broadcast_to(space.low, space.shape) - ACTION_BOUND_TOLERANCE
+    high = np.broadcast_to(space.high, space.shape) + ACTION_BOUND_TOLERANCE
+    outside = ((actions < low) | (actions > high)).reshape(len(actions), -1).any(axis=1)
+    if outside.any():
+        row = int(np.argmax(outside))
+        raise DatasetError(
+            source,
+            f"{int(outside.sum())} actions are outside the action bounds [{space.low.min()}, {space.high.max()}] "
+            f"(first at row {row}: {actions[row].tolist()})",
+            key="actions",
+        )
+
+
+def check_observations(source: str, name: str, observations: Any, space: gym.Space) -> None:
+    if isinstance(space, gym.spaces.Dict):
+        if not isinstance(observations, dict):
+            raise DatasetError(source, "the observation space is a dict but the observations are one array", key=name)
+        missing = set(space.spaces) - set(observations)
+        if missing:
+            raise DatasetError(source, f"missing observation keys {sorted(missing)}", key=name)
+        for key, sub in space.spaces.items():
+            check_observations(source, f"{name}/{key}", observations[key], sub)
+        return
+    if isinstance(observations, dict):
+        raise DatasetError(source, "observations are a dict but the observation space is not", key=name)
+    if observations.shape[1:] != space.shape:
+        raise DatasetError(
+            source, f"rows have shape {observations.shape[1:]}, the observation space has {space.shape}", key=name
+        )

@@ -1,0 +1,28 @@
+"""Errors a user can act on. The CLI prints their message alone, never a traceback."""
+
+from __future__ import annotations
+
+import os
+
+
+class OffrlError(Exception):
+    """Base class: something about the user's input, files or request is wrong."""
+
+
+class DatasetError(OffrlError):
+    """A dataset file is missing, malformed or holds values offrl cannot train on."""
+
+    def __init__(self, source: str | os.PathLike, problem: str, *, key: str | None = None):
+        self.source = str(source)
+        self.key = key
+        self.problem = problem
+        where = f"{self.source}" + (f" [{key}]" if key else "")
+        super().__init__(f"{where}: {problem}")
+
+
+class CheckpointError(OffrlError):
+    """A checkpoint or run directory cannot be loaded as asked."""
+
+
+class ConfigError(OffrlError):
+    """A configuration key or value is unknown or of the wrong type."""

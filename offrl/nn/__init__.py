@@ -1,0 +1,20 @@
+"""Network building blocks shared by every algorithm."""
+
+from offrl.nn.critics import QEnsemble, ValueNetwork
+from offrl.nn.encoders import FlatEncoder
+from offrl.nn.heads import ActionScaler, DeterministicPolicy, GaussianPolicy, gaussian_log_prob
+from offrl.nn.layers import ACTIVATIONS, MLP, EnsembleLinear, EnsembleMLP
+
+__all__ = [
+    "ACTIVATIONS",
+    "ActionScaler",
+    "DeterministicPolicy",
+    "EnsembleLinear",
+    "EnsembleMLP",
+    "FlatEncoder",
+    "GaussianPolicy",
+    "MLP",
+    "QEnsemble",
+    "ValueNetwork",
+    "gaussian_log_prob",
+]

@@ -1,0 +1,44 @@
+"""Q-function ensembles (one batched module) and state-value networks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from offrl.nn.layers import MLP, EnsembleMLP
+
+
+class QEnsemble(nn.Module):
+    """E Q-functions ``Q_e(s, a)`` in one module; ``forward`` returns ``[E, B]``."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        action_dim: int,
+        hidden_dims: Sequence[int],
+        *,
+        ensemble_size: int = 2,
+        layer_norm: bool = False,
+        activation_name: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.ensemble_size = ensemble_size
+        self.net = EnsembleMLP(
+            ensemble_size, in_dim + action_dim, hidden_dims, 1, layer_norm=layer_norm, activation_name=activation_name
+        )
+
+    def forward(self, features: torch.Tensor, actions: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        return self.net(torch.cat([features, actions], dim=-1), members).squeeze(-1)
+
+
+class ValueNetwork(nn.Module):
+    """``V(s)``, shape ``[B]``."""
+
+    def __init__(self, in_dim: int, hidden_dims: Sequence[int], **mlp_options) -> None:
+        super().__init__()
+        self.net = MLP(in_dim, hidden_dims, 1, **mlp_options)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features).squeeze(-1)

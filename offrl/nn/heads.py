@@ -1,0 +1,94 @@
+"""Policy heads, in the normalized action space [-1, 1]; ``ActionScaler`` maps to the env's bounds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from offrl.nn.layers import MLP
+
+
+class ActionScaler(nn.Module):
+    """Affine map between a bounded Box action space and [-1, 1]."""
+
+    def __init__(self, action_space: gym.spaces.Box) -> None:
+        super().__init__()
+        low = np.broadcast_to(action_space.low, action_space.shape).astype(np.float32).reshape(-1)
+        high = np.broadcast_to(action_space.high, action_space.shape).astype(np.float32).reshape(-1)
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise ValueError(f"action space {action_space} is unbounded: offrl's continuous policies need finite bounds")
+        self.register_buffer("center", torch.as_tensor((high + low) / 2))
+        self.register_buffer("half_range", torch.as_tensor(np.maximum((high - low) / 2, 1e-8)))
+
+    def normalize(self, actions: torch.Tensor) -> torch.Tensor:
+        return ((actions - self.center) / self.half_range).clamp(-1.0, 1.0)
+
+    def denormalize(self, actions: torch.Tensor) -> torch.Tensor:
+        return actions * self.half_range + self.center
+
+
+class DeterministicPolicy(nn.Module):
+    """obs features -> tanh action."""
+
+    def __init__(self, in_dim: int, action_dim: int, hidden_dims: Sequence[int], **mlp_options) -> None:
+        super().__init__()
+        self.net = MLP(in_dim, hidden_dims, action_dim, output_activation="tanh", **mlp_options)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+class GaussianPolicy(nn.Module):
+    """Diagonal Gaussian over actions with a tanh-bounded mean (not a squashed distribution).
+
+    ``state_dependent_std=False`` gives IQL's policy (one learned log-std
+    vector); ``True`` gives a second output head for the log-std, as in
+    Gaussian behaviour cloning. The mean is the deterministic action.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        action_dim: int,
+        hidden_dims: Sequence[int],
+        *,
+        state_dependent_std: bool,
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
+        **mlp_options,
+    ) -> None:
+        super().__init__()
+        self.action_dim = action_dim
+        self.state_dependent_std = state_dependent_std
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        out = 2 * action_dim if state_dependent_std else action_dim
+        self.net = MLP(in_dim, hidden_dims, out, **mlp_options)
+        if not state_dependent_std:
+            self.log_std = nn.Parameter(torch.zeros(action_dim))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(features)
+        if self.state_dependent_std:
+            mean, log_std = out.split(self.action_dim, dim=-1)
+        else:
+            mean, log_std = out, self.log_std.expand_as(out)
+        return torch.tanh(mean), log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def log_prob(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self(features)
+        return gaussian_log_prob(mean, log_std, actions)
+
+    def sample(self, features: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self(features)
+        return (mean + torch.randn_like(mean) * log_std.exp()).clamp(-1.0, 1.0)
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Log-density of a diagonal Gaussian, summed over the action dimensions."""
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)

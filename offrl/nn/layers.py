@@ -1,0 +1,115 @@
+"""MLPs, and the batched ensemble layer that holds E networks in one weight tensor."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}: choose from {', '.join(ACTIVATIONS)}") from None
+
+
+class MLP(nn.Sequential):
+    """Linear layers with an activation between them (and optional LayerNorm / dropout after each hidden layer)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dims: Sequence[int],
+        out_dim: int,
+        *,
+        activation_name: str = "relu",
+        layer_norm: bool = False,
+        dropout: float = 0.0,
+        output_activation: str | None = None,
+    ) -> None:
+        layers: list[nn.Module] = []
+        width = in_dim
+        for hidden in hidden_dims:
+            layers.append(nn.Linear(width, hidden))
+            if layer_norm:
+                layers.append(nn.LayerNorm(hidden))
+            layers.append(activation(activation_name))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = hidden
+        layers.append(nn.Linear(width, out_dim))
+        if output_activation is not None:
+            layers.append(activation(output_activation))
+        super().__init__(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers as one ``[E, in, out]`` weight: one batched matmul for all members.
+
+    Input ``[E, B, in]`` gives ``[E, B, out]``. Each member is initialised as
+    ``nn.Linear`` would be.
+    """
+
+    def __init__(self, ensemble_size: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.ensemble_size, self.in_features, self.out_features = ensemble_size, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features))
+        bound = 1.0 / math.sqrt(in_features)
+        # nn.Linear's default init: kaiming_uniform(a=sqrt(5)) on the weight is U(-bound, bound), bias likewise.
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        if members is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
+
+    def extra_repr(self) -> str:
+        return f"ensemble_size={self.ensemble_size}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+class EnsembleMLP(nn.Module):
+    """An MLP per member, all members evaluated together. Input ``[B, in]`` (shared) or ``[E, B, in]``."""
+
+    def __init__(
+        self,
+        ensemble_size: int,
+        in_dim: int,
+        hidden_dims: Sequence[int],
+        out_dim: int,
+        *,
+        activation_name: str = "relu",
+        layer_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.ensemble_size = ensemble_size
+        widths = [in_dim, *hidden_dims, out_dim]
+        self.layers = nn.ModuleList(EnsembleLinear(ensemble_size, a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.norms = nn.ModuleList(nn.LayerNorm(w) for w in hidden_dims) if layer_norm else None
+        self.act = activation(activation_name)
+
+    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        count = self.ensemble_size if members is None else len(range(*members.indices(self.ensemble_size)))
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(count, *x.shape)
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            x = layer(x, members)
+            if index < last:
+                if self.norms is not None:
+                    x = self.norms[index](x)
+                x = self.act(x)
+        return x

@@ -1,0 +1,72 @@
+"""Gymnasium spaces to and from plain JSON, so checkpoints and datasets never pickle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+def space_to_json(space: gym.Space) -> dict[str, Any]:
+    if isinstance(space, gym.spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": np.dtype(space.dtype).name,
+            "low": _bound_to_json(space.low),
+            "high": _bound_to_json(space.high),
+        }
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": {k: space_to_json(v) for k, v in space.spaces.items()}}
+    raise TypeError(f"offrl cannot store a {type(space).__name__} space")
+
+
+def space_from_json(data: dict[str, Any]) -> gym.Space:
+    kind = data.get("type")
+    if kind == "Box":
+        shape = tuple(data["shape"])
+        dtype = np.dtype(data["dtype"])
+        low = _bound_from_json(data["low"], shape).astype(dtype)
+        high = _bound_from_json(data["high"], shape).astype(dtype)
+        return gym.spaces.Box(low=low, high=high, dtype=dtype)
+    if kind == "Discrete":
+        return gym.spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
+    if kind == "Dict":
+        return gym.spaces.Dict({k: space_from_json(v) for k, v in data["spaces"].items()})
+    raise ValueError(f"unknown space type {kind!r}")
+
+
+def _bound_to_json(bound: np.ndarray) -> list | float | str:
+    flat = np.asarray(bound, dtype=np.float64).ravel()
+    if flat.size and np.all(flat == flat[0]):
+        return _float_to_json(flat[0])
+    return [_float_to_json(v) for v in flat]
+
+
+def _float_to_json(value: float) -> float | str:
+    if np.isposinf(value):
+        return "inf"
+    if np.isneginf(value):
+        return "-inf"
+    return float(value)
+
+
+def _bound_from_json(value: list | float | str, shape: tuple[int, ...]) -> np.ndarray:
+    flat = np.asarray([float(v) for v in value] if isinstance(value, list) else [float(value)])
+    return np.broadcast_to(flat, (int(np.prod(shape)),) if flat.size > 1 else shape).reshape(shape).copy()
+
+
+def flat_dim(space: gym.Space) -> int:
+    """Width of a Box or Discrete space as a network sees it."""
+    if isinstance(space, gym.spaces.Box):
+        return int(np.prod(space.shape))
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    raise TypeError(f"{type(space).__name__} has no flat width")
+
+
+def is_continuous(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Box)

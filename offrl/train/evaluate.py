@@ -1,0 +1,146 @@
+"""Roll out a policy in a vector of Gymnasium environments and summarize the returns."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from offrl.errors import OffrlError
+from offrl.zoo.scores import normalized_score, reference_returns
+
+PolicyFn = Callable[[Any], np.ndarray]
+
+
+@dataclasses.dataclass
+class EvalResult:
+    env_id: str
+    episodes: int
+    mean_return: float
+    std_return: float
+    returns: list[float]
+    lengths: list[int]
+    normalized_score: float | None = None  # 100 * (R - random) / (expert - random), when references are known
+    normalized_std: float | None = None
+    reference: str | None = None  # where the reference returns come from
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.Error as error:
+        raise OffrlError(f"cannot create environment {env_id!r}: {error}") from None
+
+
+def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    make_env(env_id).close()  # a clear error for an unknown id, before the vector env hides it
+    return gym.vector.SyncVectorEnv(
+        [lambda: gym.make(env_id) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+
+
+def check_env_compatible(env: gym.Env | gym.vector.VectorEnv, observation_space: gym.Space, action_space: gym.Space, env_id: str, source: str) -> None:
+    """The environment must produce the observations, and take the actions, the policy was trained on."""
+    env_obs = getattr(env, "single_observation_space", env.observation_space)
+    env_act = getattr(env, "single_action_space", env.action_space)
+    if _shape(env_obs) != _shape(observation_space):
+        raise OffrlError(
+            f"environment {env_id} has observations of shape {_shape(env_obs)}, but {source} has {_shape(observation_space)}"
+        )
+    if type(env_act) is not type(action_space) or _shape(env_act) != _shape(action_space):
+        raise OffrlError(f"environment {env_id} has action space {env_act}, but {source} has {action_space}")
+
+
+def _shape(space: gym.Space) -> Any:
+    if isinstance(space, gym.spaces.Dict):
+        return {k: _shape(v) for k, v in space.spaces.items()}
+    if isinstance(space, gym.spaces.Discrete):
+        return ("discrete", int(space.n))
+    return tuple(space.shape)
+
+
+def evaluate(
+    policy: PolicyFn,
+    envs: gym.vector.VectorEnv,
+    *,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    metadata: dict[str, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> EvalResult | None:
+    """Run exactly ``episodes`` episodes, split evenly over the vector's slots (no bias to short episodes).
+
+    Returns ``None`` when ``should_stop`` asks to abort.
+    """
+    num_envs = envs.num_envs
+    quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
+    observations, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
+    running_return = np.zeros(num_envs)
+    running_length = np.zeros(num_envs, dtype=np.int64)
+    returns: list[float] = []
+    lengths: list[int] = []
+    done_count = np.zeros(num_envs, dtype=np.int64)
+    action_space = envs.single_action_space
+    while (done_count < quota).any():
+        if should_stop is not None and should_stop():
+            return None
+        actions = policy(observations)
+        if isinstance(action_space, gym.spaces.Box):
+            actions = np.clip(actions, action_space.low, action_space.high)
+        observations, rewards, terminated, truncated, _ = envs.step(actions)
+        running_return += rewards
+        running_length += 1
+        for index in np.flatnonzero(terminated | truncated):
+            if done_count[index] < quota[index]:
+                returns.append(float(running_return[index]))
+                lengths.append(int(running_length[index]))
+                done_count[index] += 1
+            running_return[index] = 0.0
+            running_length[index] = 0
+    return summarize(env_id, returns, lengths, metadata)
+
+
+def summarize(env_id: str, returns: list[float], lengths: list[int], metadata: dict[str, Any] | None = None) -> EvalResult:
+    values = np.asarray(returns, dtype=np.float64)
+    result = EvalResult(
+        env_id=env_id,
+        episodes=len(returns),
+        mean_return=float(values.mean()),
+        std_return=float(values.std()),
+        returns=[float(v) for v in values],
+        lengths=list(lengths),
+    )
+    reference = reference_returns(env_id, metadata)
+    if reference is not None:
+        scores = np.asarray([normalized_score(v, reference) for v in values])
+        result.normalized_score = float(scores.mean())
+        result.normalized_std = float(scores.std())
+        result.reference = reference.source
+    return result
+
+
+def torch_policy(act: Callable[[Any], torch.Tensor], device: torch.device) -> PolicyFn:
+    """Wrap ``algo.act`` (tensors in, tensors out) as numpy in, numpy out."""
+
+    def policy(observations: Any) -> np.ndarray:
+        with torch.no_grad():
+            return act(to_tensor(observations, device)).cpu().numpy()
+
+    return policy
+
+
+def to_tensor(observations: Any, device: torch.device) -> Any:
+    if isinstance(observations, dict):
+        return {k: to_tensor(v, device) for k, v in observations.items()}
+    array = np.asarray(observations)
+    dtype = torch.uint8 if array.dtype == np.uint8 else torch.float32
+    return torch.as_tensor(array, device=device).to(dtype)

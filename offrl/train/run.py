@@ -1,0 +1,148 @@
+"""The run directory: what is in it and the pieces every trainer shares.
+
+    run_dir/
+      config.json          algorithm, its resolved config, dataset, env, trainer settings
+      metrics.csv          training metrics every log interval
+      evaluations.csv      evaluation returns
+      tensorboard/         the same, as TensorBoard events
+      checkpoints/         step_*.safetensors + step_*.json, latest.json
+      final_eval.json      the last evaluation
+      learning_curve.png
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from offrl.algos.base import Algorithm
+from offrl.data.batch import Batch
+from offrl.data.dataset import Dataset
+from offrl.errors import CheckpointError
+
+CONFIG = "config.json"
+FINAL_EVAL = "final_eval.json"
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: not an offrl run directory (no {CONFIG})")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise CheckpointError(f"{path}: cannot parse: {error}") from None
+
+
+def default_run_dir(algo_name: str, dataset: Dataset | None) -> Path:
+    stem = Path(dataset.source).stem if dataset is not None and not dataset.source.startswith("<") else "run"
+    return Path("runs") / f"{algo_name}-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError("--device cuda was asked for, but no CUDA device is available")
+    return device
+
+
+def reward_scale(dataset: Dataset, mode: str, scale: float) -> float:
+    """Factor applied to rewards for training: IQL's locomotion ``scale / (max R - min R)`` or 1."""
+    if mode == "none":
+        return 1.0
+    if mode == "returns_range":
+        returns = dataset.episode_returns()
+        spread = float(returns.max() - returns.min())
+        return scale / spread if spread > 1e-8 else 1.0
+    raise ValueError(f"unknown reward_normalization {mode!r}")
+
+
+def prepare_training_data(algo: Algorithm, dataset: Dataset) -> tuple[Batch, dict[str, Any]]:
+    """Set the algorithm's observation normalization from the dataset and move the data to its device."""
+    config = algo.config
+    if getattr(config, "normalize_observations", False):
+        algo.encoder.set_statistics(*dataset.observation_stats(eps=1e-3))
+    data = dataset.to(algo.device)
+    scale = reward_scale(
+        dataset, getattr(config, "reward_normalization", "none"), float(getattr(config, "reward_scale", 1.0))
+    )
+    if scale != 1.0:
+        data.rewards = data.rewards * scale
+    return data, {"reward_scale": scale}
+
+
+def eval_seed(seed: int, step: int) -> int:
+    """Environment seeds for the evaluation at ``step``: fixed by (seed, step), so a resumed run repeats them."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0] % (2**31 - 10_000))
+
+
+class StopFlag:
+    def __init__(self) -> None:
+        self.requested = False
+
+
+@contextlib.contextmanager
+def stop_on_interrupt() -> Iterator[StopFlag]:
+    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second one stops at once."""
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class MetricAccumulator:
+    """Sums of the per-step metric tensors on the device; read (one host sync) once per log interval."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            if key in self.sums:
+                self.sums[key] += value
+                self.counts[key] += 1
+            else:
+                self.sums[key] = value.detach().clone().float()
+                self.counts[key] = 1
+
+    def means(self) -> dict[str, float]:
+        if not self.sums:
+            return {}
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k] / self.counts[k] for k in keys]).tolist()
+        return dict(zip(keys, values))
+
+    def reset(self) -> None:
+        self.sums.clear()
+        self.counts.clear()
+
+    def state(self) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
+        return dict(self.counts), {f"metric_sums/{k}": v for k, v in self.sums.items()}
+
+    def load(self, counts: dict[str, int], tensors: dict[str, torch.Tensor]) -> None:
+        self.counts = {k: int(v) for k, v in counts.items()}
+        self.sums = {k: tensors[f"metric_sums/{k}"].clone() for k in self.counts}

@@ -1,0 +1,1 @@
+"""Behaviour policies, dataset recipes and reference returns."""

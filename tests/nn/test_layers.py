@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from offrl.nn import ActionScaler, EnsembleLinear, EnsembleMLP, FlatEncoder, GaussianPolicy, QEnsemble, gaussian_log_prob
+
+
+def test_ensemble_linear_equals_independent_linears():
+    layer = EnsembleLinear(3, 5, 4)
+    x = torch.randn(3, 7, 5)
+    out = layer(x)
+    for member in range(3):
+        expected = x[member] @ layer.weight[member] + layer.bias[member]
+        torch.testing.assert_close(out[member], expected)
+    torch.testing.assert_close(layer(x[1:2], members=slice(1, 2)), out[1:2])
+
+
+def test_ensemble_members_are_initialised_independently_with_linear_scale():
+    layer = EnsembleLinear(4, 256, 256)
+    assert not torch.allclose(layer.weight[0], layer.weight[1])
+    bound = 1 / 16
+    assert layer.weight.abs().max() <= bound and layer.weight.std() > 0.5 * bound / np.sqrt(3)
+
+
+def test_ensemble_mlp_shared_input_and_member_slice():
+    net = EnsembleMLP(2, 3, (8, 8), 1, layer_norm=True)
+    x = torch.randn(5, 3)
+    both = net(x)
+    assert both.shape == (2, 5, 1)
+    torch.testing.assert_close(net(x, members=slice(0, 1))[0], both[0])
+
+
+def test_q_ensemble_shape():
+    q = QEnsemble(3, 2, (16,), ensemble_size=4)
+    assert q(torch.randn(6, 3), torch.randn(6, 2)).shape == (4, 6)
+
+
+def test_flat_encoder_normalizes_and_concatenates_dicts():
+    space = gym.spaces.Dict(
+        {"b": gym.spaces.Box(-np.inf, np.inf, (2,)), "a": gym.spaces.Box(-np.inf, np.inf, (1,))}
+    )
+    encoder = FlatEncoder(space)
+    encoder.set_statistics({"a": np.array([1.0]), "b": np.array([0.0, 10.0])}, {"a": np.array([2.0]), "b": np.array([1.0, 5.0])})
+    out = encoder({"a": torch.tensor([[3.0]]), "b": torch.tensor([[1.0, 20.0]])})
+    torch.testing.assert_close(out, torch.tensor([[1.0, 1.0, 2.0]]))  # keys in sorted order: a, then b
+
+
+def test_flat_encoder_rejects_images():
+    try:
+        FlatEncoder(gym.spaces.Box(0, 255, (3, 8, 8), np.uint8))
+    except ValueError as error:
+        assert "image" in str(error)
+    else:
+        raise AssertionError("expected a ValueError")
+
+
+def test_action_scaler_round_trip_on_asymmetric_bounds():
+    scaler = ActionScaler(gym.spaces.Box(np.array([0.0, -3.0]), np.array([1.0, 1.0])))
+    actions = torch.tensor([[0.0, -3.0], [1.0, 1.0], [0.25, 0.0]])
+    normalized = scaler.normalize(actions)
+    torch.testing.assert_close(normalized[0], torch.tensor([-1.0, -1.0]))
+    torch.testing.assert_close(normalized[1], torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(scaler.denormalize(normalized), actions)
+
+
+def test_gaussian_log_prob_matches_torch_distributions():
+    mean, log_std, actions = torch.randn(4, 3), torch.randn(4, 3) * 0.3, torch.randn(4, 3)
+    expected = torch.distributions.Normal(mean, log_std.exp()).log_prob(actions).sum(-1)
+    torch.testing.assert_close(gaussian_log_prob(mean, log_std, actions), expected)
+    policy = GaussianPolicy(3, 2, (8,), state_dependent_std=False)
+    mean_action, log_std = policy(torch.randn(5, 3))
+    assert mean_action.abs().max() < 1 and log_std.shape == (5, 2)

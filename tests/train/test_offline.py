@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+import offrl
+from offrl.errors import CheckpointError, DatasetError, OffrlError
+from offrl.train import offline
+
+SETTINGS = dict(env="Pendulum-v1", steps=300, eval_every=100, eval_episodes=2, eval_envs=2, log_every=40, progress=False)
+
+
+def read_rows(path, drop=("steps_per_sec",)):
+    with open(path, newline="") as handle:
+        return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(handle)]
+
+
+def interrupt_after(algo, calls: int) -> None:
+    """Send ourselves SIGINT (as Ctrl-C does) right after the given number of updates."""
+    original = algo.update
+    count = {"n": 0}
+
+    def update(batch):
+        metrics = original(batch)
+        count["n"] += 1
+        if count["n"] == calls:
+            os.kill(os.getpid(), signal.SIGINT)
+        return metrics
+
+    algo.update = update
+
+
+def fresh(name, ds):
+    return offrl.make_algo(name, ds.observation_space, ds.action_space, seed=0, hidden_dims=(64, 64))
+
+
+@pytest.mark.parametrize("name", ["bc", "td3_bc", "iql"])
+def test_resume_after_ctrl_c_equals_an_uninterrupted_run(name, pendulum_dataset, tmp_path):
+    ds = pendulum_dataset
+    whole = fresh(name, ds)
+    offrl.train_offline(whole, ds, run_dir=tmp_path / "whole", **SETTINGS)
+
+    stopped = fresh(name, ds)
+    interrupt_after(stopped, 130)  # inside a log interval (40) and between evaluations (100)
+    result = offrl.train_offline(stopped, ds, run_dir=tmp_path / "cut", **SETTINGS)
+    assert result.interrupted and result.step == 130
+    assert json.loads((tmp_path / "cut/checkpoints/latest.json").read_text())["step"] == 130
+
+    resumed = fresh(name, ds)
+    result = offrl.train_offline(resumed, ds, run_dir=tmp_path / "cut", resume=True, **SETTINGS)
+    assert not result.interrupted and result.step == 300
+    assert read_rows(tmp_path / "cut/metrics.csv") == read_rows(tmp_path / "whole/metrics.csv")
+    assert read_rows(tmp_path / "cut/evaluations.csv") == read_rows(tmp_path / "whole/evaluations.csv")
+    for key, value in whole.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+
+
+def test_ctrl_c_during_an_evaluation_repeats_it_on_resume(pendulum_dataset, tmp_path, monkeypatch):
+    ds = pendulum_dataset
+    whole = fresh("td3_bc", ds)
+    offrl.train_offline(whole, ds, run_dir=tmp_path / "whole", **SETTINGS)
+
+    real_evaluate = offline.evaluate
+    calls = {"n": 0}
+
+    def evaluate_then_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the evaluation at step 200
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(offline, "evaluate", evaluate_then_interrupt)
+    result = offrl.train_offline(fresh("td3_bc", ds), ds, run_dir=tmp_path / "cut", **SETTINGS)
+    assert result.interrupted and result.step == 200
+    assert [r["step"] for r in read_rows(tmp_path / "cut/evaluations.csv")] == ["100"]
+    monkeypatch.setattr(offline, "evaluate", real_evaluate)
+    offrl.train_offline(fresh("td3_bc", ds), ds, run_dir=tmp_path / "cut", resume=True, **SETTINGS)
+    assert read_rows(tmp_path / "cut/evaluations.csv") == read_rows(tmp_path / "whole/evaluations.csv")
+
+
+def test_run_directory_contents(pendulum_dataset, tmp_path):
+    result = offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "run", **SETTINGS)
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["algo"] == "bc" and config["algo_config"]["hidden_dims"] == [64, 64]
+    assert config["dataset"]["transitions"] == len(pendulum_dataset) and config["train"]["steps"] == 300
+    final = json.loads((run / "final_eval.json").read_text())
+    assert final["step"] == 300 and final["episodes"] == 2 and "normalized_score" in final
+    assert final["mean_return"] == pytest.approx(result.final_eval.mean_return)
+    assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any((run / "tensorboard").iterdir())
+    assert [r["step"] for r in read_rows(run / "metrics.csv")] == ["40", "80", "120", "160", "200", "240", "280", "300"]
+    checkpoints = sorted(p.name for p in (run / "checkpoints").glob("step_*.json"))
+    assert checkpoints == ["step_000000100.json", "step_000000200.json", "step_000000300.json"]
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_an_existing_run_is_never_overwritten(pendulum_dataset, tmp_path):
+    offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "run", **SETTINGS)
+    before = (tmp_path / "run/metrics.csv").read_text()
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "run", **SETTINGS)
+    assert (tmp_path / "run/metrics.csv").read_text() == before
+
+
+def test_resume_with_another_dataset_or_algorithm_is_refused(pendulum_dataset, tmp_path):
+    offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "run", **SETTINGS)
+    other = pendulum_dataset.subset(range(10))
+    with pytest.raises(CheckpointError, match="not the one this run was trained on"):
+        offrl.train_offline(fresh("bc", other), other, run_dir=tmp_path / "run", resume=True, **SETTINGS)
+    with pytest.raises(CheckpointError, match="trained 'bc', not 'iql'"):
+        offrl.train_offline(fresh("iql", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "run", resume=True, **SETTINGS)
+
+
+def test_resume_extends_a_finished_run(pendulum_dataset, tmp_path):
+    algo = fresh("iql", pendulum_dataset)
+    offrl.train_offline(algo, pendulum_dataset, run_dir=tmp_path / "run", **SETTINGS)
+    longer = fresh("iql", pendulum_dataset)
+    result = offrl.train_offline(longer, pendulum_dataset, run_dir=tmp_path / "run", resume=True, **{**SETTINGS, "steps": 400})
+    assert result.step == 400 and longer.num_updates == 400 and longer.total_updates == 400
+    assert [r["step"] for r in read_rows(tmp_path / "run/evaluations.csv")] == ["100", "200", "300", "400"]
+
+
+def test_environment_that_does_not_match_the_data(pendulum_dataset, tmp_path):
+    with pytest.raises(OffrlError, match=r"Hopper-v5 has observations of shape \(11,\).*\(3,\)"):
+        offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "r", **{**SETTINGS, "env": "Hopper-v5"})
+
+
+def test_dataset_actions_outside_the_env_bounds(pendulum_dataset, tmp_path):
+    wide = pendulum_dataset.take(slice(None))
+    wide.action_space = type(wide.action_space)(-3.0, 3.0, (1,), np.float32)
+    wide.actions = wide.actions * 1.4  # up to 2.8: legal for the dataset's space, not for Pendulum's [-2, 2]
+    with pytest.raises(DatasetError, match="outside the action bounds"):
+        offrl.train_offline(fresh("bc", wide), wide, run_dir=tmp_path / "r", **SETTINGS)
+
+
+def test_no_environment_means_no_evaluation(pendulum_dataset, tmp_path):
+    result = offrl.train_offline(
+        fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "r", **{**SETTINGS, "env": None}
+    )
+    assert result.final_eval is None and not (tmp_path / "r/final_eval.json").exists()
+    assert (tmp_path / "r/learning_curve.png").exists()
