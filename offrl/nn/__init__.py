@@ -2,7 +2,7 @@
 
 from offrl.nn.critics import QEnsemble, ValueNetwork
 from offrl.nn.encoders import FlatEncoder
-from offrl.nn.heads import ActionScaler, DeterministicPolicy, GaussianPolicy, gaussian_log_prob
+from offrl.nn.heads import ActionScaler, DeterministicPolicy, GaussianPolicy, TanhGaussianPolicy, gaussian_log_prob
 from offrl.nn.layers import ACTIVATIONS, MLP, EnsembleLinear, EnsembleMLP
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "GaussianPolicy",
     "MLP",
     "QEnsemble",
+    "TanhGaussianPolicy",
     "ValueNetwork",
     "gaussian_log_prob",
 ]

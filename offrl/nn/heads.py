@@ -92,3 +92,50 @@ def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.
     """Log-density of a diagonal Gaussian, summed over the action dimensions."""
     z = (actions - mean) * torch.exp(-log_std)
     return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """A Gaussian squashed by tanh (SAC's policy): ``a = tanh(u)``, ``u ~ N(mean(s), std(s))``.
+
+    ``sample`` returns reparameterized actions with their log-probabilities,
+    including the change-of-variables term ``-sum log(1 - tanh(u)^2)``;
+    the deterministic action is ``tanh(mean)``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        action_dim: int,
+        hidden_dims: Sequence[int],
+        *,
+        log_std_min: float = -20.0,
+        log_std_max: float = 2.0,
+        **mlp_options,
+    ) -> None:
+        super().__init__()
+        self.action_dim = action_dim
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        self.net = MLP(in_dim, hidden_dims, 2 * action_dim, **mlp_options)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(features).split(self.action_dim, dim=-1)
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def deterministic(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self(features)[0])
+
+    def sample(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self(features)
+        pre_tanh = mean + torch.randn_like(mean) * log_std.exp()
+        return torch.tanh(pre_tanh), gaussian_log_prob(mean, log_std, pre_tanh) - tanh_log_det(pre_tanh)
+
+    def log_prob(self, features: torch.Tensor, actions: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        """Log-density of given actions in [-1, 1] (clipped away from the bounds by ``eps``)."""
+        mean, log_std = self(features)
+        pre_tanh = torch.atanh(actions.clamp(-1.0 + eps, 1.0 - eps))
+        return gaussian_log_prob(mean, log_std, pre_tanh) - tanh_log_det(pre_tanh)
+
+
+def tanh_log_det(pre_tanh: torch.Tensor) -> torch.Tensor:
+    """``sum log(1 - tanh(u)^2)``, written stably as ``2 (log 2 - u - softplus(-2u))``."""
+    return (2.0 * (math.log(2.0) - pre_tanh - torch.nn.functional.softplus(-2.0 * pre_tanh))).sum(-1)

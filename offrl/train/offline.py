@@ -88,15 +88,32 @@ def train_offline(
     checkpoint_dir = run_dir / ckpt.CHECKPOINT_DIR
     checkpoint_every = checkpoint_every or eval_every or 10_000
     _check_spaces(algo, dataset)
+    envs = None
+    if env is not None:
+        envs = make_vector_env(env, max(1, min(eval_envs, eval_episodes)))
+        check_env_compatible(envs, algo.observation_space, algo.action_space, env, f"the {algo.name} policy")
+        check_actions(dataset.source, dataset.actions, envs.single_action_space)
 
     data, data_info = prepare_training_data(algo, dataset)
     sampler = UniformSampler(data, algo.config.batch_size, seed=seed)
     del data
     metrics = MetricAccumulator()
     behaviour_return = float(dataset.episode_returns().mean())
+    fingerprint = dataset.fingerprint()
+
+    def save(step: int, pending: bool) -> None:
+        counts, sums = metrics.state()
+        ckpt.save_checkpoint(
+            checkpoint_dir,
+            algo,
+            step=step,
+            trainer_state={"pending_eval": pending, "metric_counts": counts, "dataset_fingerprint": fingerprint},
+            trainer_tensors={"sampler": sampler.get_state(), **sums},
+            keep=keep_checkpoints,
+        )
 
     if resume:
-        start_step, pending_eval = _resume(algo, dataset, run_dir, sampler, metrics)
+        start_step, pending_eval = _resume(algo, fingerprint, dataset.source, run_dir, sampler, metrics)
         algo.total_updates = max(algo.total_updates, steps)
     else:
         if ckpt.list_checkpoints(checkpoint_dir) or (run_dir / CONFIG).exists():
@@ -119,7 +136,7 @@ def train_offline(
                 "env": env,
                 "dataset": {
                     "source": dataset.source,
-                    "fingerprint": dataset.fingerprint(),
+                    "fingerprint": fingerprint,
                     "transitions": len(dataset),
                     "episodes": dataset.num_episodes,
                     "behaviour_return": behaviour_return,
@@ -139,12 +156,8 @@ def train_offline(
                 **(run_info or {}),
             },
         )
+        save(0, pending=False)  # a run that dies before its first checkpoint can still be resumed
 
-    envs = None
-    if env is not None:
-        envs = make_vector_env(env, max(1, min(eval_envs, eval_episodes)))
-        check_env_compatible(envs, algo.observation_space, algo.action_space, env, f"the {algo.name} policy")
-        check_actions(dataset.source, dataset.actions, envs.single_action_space)
     logger = MetricsLogger(run_dir, resume_step=start_step if resume else None, tensorboard=tensorboard)
     policy = torch_policy(algo.act, algo.device)
 
@@ -168,17 +181,6 @@ def train_offline(
                 row["normalized_score"] = result.normalized_score
             logger.log_eval(step, row)
         return result
-
-    def save(step: int, pending: bool) -> None:
-        counts, sums = metrics.state()
-        ckpt.save_checkpoint(
-            checkpoint_dir,
-            algo,
-            step=step,
-            trainer_state={"pending_eval": pending, "metric_counts": counts, "dataset_fingerprint": dataset.fingerprint()},
-            trainer_tensors={"sampler": sampler.get_state(), **sums},
-            keep=keep_checkpoints,
-        )
 
     step, last_eval, interrupted, saved_final = start_step, None, False, False
     display = TrainingProgress(total=steps, start=step, enabled=progress, label=f"{algo.name}")
@@ -263,7 +265,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def _resume(
-    algo: Algorithm, dataset: Dataset, run_dir: Path, sampler: UniformSampler, metrics: MetricAccumulator
+    algo: Algorithm, fingerprint: str, source: str, run_dir: Path, sampler: UniformSampler, metrics: MetricAccumulator
 ) -> tuple[int, bool]:
     saved = read_run_config(run_dir)
     if saved.get("algo") != algo.name:
@@ -274,11 +276,9 @@ def _resume(
         )
         raise CheckpointError(f"{run_dir}: the algorithm config differs from the run's ({', '.join(changed)})")
     meta, tensors = ckpt.read_checkpoint(run_dir, device=algo.device)
-    fingerprint = meta.get("trainer", {}).get("dataset_fingerprint")
-    if fingerprint is not None and fingerprint != dataset.fingerprint():
-        raise CheckpointError(
-            f"{run_dir}: the dataset {dataset.source} is not the one this run was trained on (its content changed)"
-        )
+    saved_fingerprint = meta.get("trainer", {}).get("dataset_fingerprint")
+    if saved_fingerprint is not None and saved_fingerprint != fingerprint:
+        raise CheckpointError(f"{run_dir}: the dataset {source} is not the one this run was trained on (its content changed)")
     ckpt.restore_algo(algo, meta, tensors, source=str(run_dir))
     ckpt.restore_rng(meta, tensors)
     trainer = ckpt.trainer_tensors(tensors)

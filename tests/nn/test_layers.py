@@ -4,7 +4,16 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from offrl.nn import ActionScaler, EnsembleLinear, EnsembleMLP, FlatEncoder, GaussianPolicy, QEnsemble, gaussian_log_prob
+from offrl.nn import (
+    ActionScaler,
+    EnsembleLinear,
+    EnsembleMLP,
+    FlatEncoder,
+    GaussianPolicy,
+    QEnsemble,
+    TanhGaussianPolicy,
+    gaussian_log_prob,
+)
 
 
 def test_ensemble_linear_equals_independent_linears():
@@ -57,7 +66,7 @@ def test_flat_encoder_rejects_images():
 
 
 def test_action_scaler_round_trip_on_asymmetric_bounds():
-    scaler = ActionScaler(gym.spaces.Box(np.array([0.0, -3.0]), np.array([1.0, 1.0])))
+    scaler = ActionScaler(gym.spaces.Box(np.array([0.0, -3.0], np.float32), np.array([1.0, 1.0], np.float32)))
     actions = torch.tensor([[0.0, -3.0], [1.0, 1.0], [0.25, 0.0]])
     normalized = scaler.normalize(actions)
     torch.testing.assert_close(normalized[0], torch.tensor([-1.0, -1.0]))
@@ -72,3 +81,19 @@ def test_gaussian_log_prob_matches_torch_distributions():
     policy = GaussianPolicy(3, 2, (8,), state_dependent_std=False)
     mean_action, log_std = policy(torch.randn(5, 3))
     assert mean_action.abs().max() < 1 and log_std.shape == (5, 2)
+
+
+def test_tanh_gaussian_log_prob_matches_a_transformed_normal():
+    torch.manual_seed(0)
+    policy = TanhGaussianPolicy(3, 2, (16,))
+    features = torch.randn(64, 3)
+    actions, log_prob = policy.sample(features)
+    assert actions.abs().max() < 1
+    mean, log_std = policy(features)
+    squashed = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.exp()), [torch.distributions.TanhTransform(cache_size=1)]
+    )
+    expected = squashed.log_prob(actions).sum(-1)
+    torch.testing.assert_close(log_prob, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(policy.log_prob(features, actions), expected, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(policy.deterministic(features), torch.tanh(mean))

@@ -97,7 +97,7 @@ def test_run_directory_contents(pendulum_dataset, tmp_path):
     assert any((run / "tensorboard").iterdir())
     assert [r["step"] for r in read_rows(run / "metrics.csv")] == ["40", "80", "120", "160", "200", "240", "280", "300"]
     checkpoints = sorted(p.name for p in (run / "checkpoints").glob("step_*.json"))
-    assert checkpoints == ["step_000000100.json", "step_000000200.json", "step_000000300.json"]
+    assert checkpoints == ["step_000000100.json", "step_000000200.json", "step_000000300.json"]  # keep 3 (step 0 pruned)
     assert not list(run.rglob("*.tmp"))
 
 
@@ -130,6 +130,23 @@ def test_resume_extends_a_finished_run(pendulum_dataset, tmp_path):
 def test_environment_that_does_not_match_the_data(pendulum_dataset, tmp_path):
     with pytest.raises(OffrlError, match=r"Hopper-v5 has observations of shape \(11,\).*\(3,\)"):
         offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "r", **{**SETTINGS, "env": "Hopper-v5"})
+    assert not (tmp_path / "r").exists()  # nothing written: the corrected command can use the same directory
+    offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "r", **SETTINGS)
+
+
+def test_a_run_that_crashed_before_its_first_checkpoint_resumes(pendulum_dataset, tmp_path):
+    algo = fresh("bc", pendulum_dataset)
+    original = algo.update
+    algo.update = lambda batch: (_ for _ in ()).throw(RuntimeError("power cut"))
+    with pytest.raises(RuntimeError, match="power cut"):
+        offrl.train_offline(algo, pendulum_dataset, run_dir=tmp_path / "r", **SETTINGS)
+    algo.update = original
+    whole = fresh("bc", pendulum_dataset)
+    offrl.train_offline(whole, pendulum_dataset, run_dir=tmp_path / "whole", **SETTINGS)
+    resumed = fresh("bc", pendulum_dataset)
+    result = offrl.train_offline(resumed, pendulum_dataset, run_dir=tmp_path / "r", resume=True, **SETTINGS)
+    assert result.step == 300
+    assert read_rows(tmp_path / "r/metrics.csv") == read_rows(tmp_path / "whole/metrics.csv")
 
 
 def test_dataset_actions_outside_the_env_bounds(pendulum_dataset, tmp_path):
