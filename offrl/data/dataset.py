@@ -71,16 +71,8 @@ class Dataset:
 
     def __post_init__(self) -> None:
         src = self.source
-        columns = {
-            "observations": self.observations,
-            "actions": self.actions,
-            "rewards": self.rewards,
-            "next_observations": self.next_observations,
-            "terminals": self.terminals,
-            "timeouts": self.timeouts,
-            **{f"infos/{key}": value for key, value in self.infos.items()},
-        }
-        validation.check_lengths(src, columns)
+        infos = {f"infos/{key}": value for key, value in self.infos.items()}
+        validation.check_lengths(src, {**self._columns(), **infos})
         for name in ("observations", "next_observations"):
             for key, array in tree_items(getattr(self, name), name):
                 validation.check_numeric(src, key, array)
