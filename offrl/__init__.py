@@ -14,7 +14,7 @@ from offrl.data import Batch, Dataset, ReplayBuffer, load_dataset, save_dataset 
 from offrl.errors import CheckpointError, ConfigError, DatasetError, OffrlError  # noqa: E402
 from offrl.policy import Policy, load_policy  # noqa: E402
 from offrl.train.checkpoint import load_algo  # noqa: E402
-from offrl.train.offline import TrainResult, train_offline  # noqa: E402
+from offrl.train.trainer import TrainResult, train_offline, train_online  # noqa: E402
 
 __all__ = [
     "Algorithm",
@@ -36,4 +36,5 @@ __all__ = [
     "register",
     "save_dataset",
     "train_offline",
+    "train_online",
 ]

@@ -22,7 +22,7 @@ Positional = tyro.conf.Positional
 
 @dataclasses.dataclass
 class TrainArgs:
-    """Train an algorithm offline on a dataset, or continue a run with --resume."""
+    """Train: offline on a dataset, online in an environment, or both (hybrid, offline-to-online); --resume continues a run."""
 
     algo: str | None = None
     """Registered algorithm (see `offrl algos`)."""
@@ -58,6 +58,29 @@ class TrainArgs:
     """How many periodic checkpoints to keep."""
     progress: bool = True
     """Show a progress bar."""
+    online_steps: int = 0
+    """After --steps offline updates, continue this many updates online (offline-to-online)."""
+    offline_ratio: str | None = None
+    """Fraction of each RL batch drawn from the dataset (default 0.5, RLPD); 'proportional' samples the union
+    of dataset and online buffer uniformly (the default with --online-steps)."""
+    utd_ratio: float = 1.0
+    """RL updates per online environment transition."""
+    rl_train_after_update_steps: int | None = None
+    """ALF: offline-only updates before online RL starts (larger than --steps: pure offline training)."""
+    rl_train_every_update_steps: int = 1
+    """ALF: after that, every this many updates is an online RL update; the others stay offline updates."""
+    warmup_steps: int | None = None
+    """Random-action transitions before the first RL update (default 5000 when RL starts at step 0)."""
+    num_envs: int = 1
+    """Training environments stepped together."""
+    buffer_size: int = 1_000_000
+    """Online replay buffer capacity."""
+    save_buffer: str | None = None
+    """Write the online replay buffer to this file as a dataset when training completes."""
+    init_from: str | None = None
+    """Start from the weights of a finished run (or a checkpoint)."""
+    imports: Annotated[tuple[str, ...], tyro.conf.arg(name="import"), tyro.conf.UseAppendAction] = ()
+    """Python module or file to import first (registers custom algorithms); repeatable."""
 
 
 @dataclasses.dataclass
@@ -78,6 +101,8 @@ class EvalArgs:
     """Device to run the policy on."""
     json: bool = False
     """Print one JSON object instead of text."""
+    imports: Annotated[tuple[str, ...], tyro.conf.arg(name="import"), tyro.conf.UseAppendAction] = ()
+    """Python module or file to import first (registers custom algorithms); repeatable."""
 
 
 @dataclasses.dataclass
@@ -103,6 +128,56 @@ class DatasetsConvertArgs:
 
 
 @dataclasses.dataclass
+class DatasetsCollectArgs:
+    """Roll out a policy in an environment and write the data (D4RL-layout HDF5, or .npz)."""
+
+    env: str
+    """Gymnasium environment id."""
+    policy: str
+    """A run directory or checkpoint, 'random', or module:function (called with a batch of observations)."""
+    out: str
+    """Output file (.hdf5: D4RL layout; .npz)."""
+    episodes: int | None = None
+    """Record this many complete episodes."""
+    steps: int | None = None
+    """Record exactly this many transitions (the last episode is cut off as a timeout)."""
+    noise: float = 0.0
+    """Gaussian action noise, as a fraction of each action's half-range."""
+    epsilon: float = 0.0
+    """Probability of replacing an action by a uniformly random one."""
+    stochastic: bool = False
+    """Sample from a run's stochastic policy instead of taking its deterministic action."""
+    num_envs: int = 1
+    """Environments stepped together."""
+    seed: int = 0
+    """Seed of the environments and the noise."""
+    force: bool = False
+    """Overwrite the output file if it exists."""
+
+
+@dataclasses.dataclass
+class DatasetsBuildArgs:
+    """Build a zoo dataset (a roll-out of shipped behaviour policies) into the cache."""
+
+    name: Positional[str]
+    """Zoo name, e.g. hopper-medium-replay (see offrl datasets list)."""
+    size: int | None = None
+    """Transitions per part (default 1,000,000; medium-replay: the recorded replay size)."""
+    seed: int = 0
+    """Seed of the roll-out."""
+    force: bool = False
+    """Rebuild even if it is cached."""
+
+
+@dataclasses.dataclass
+class DatasetsListArgs:
+    """List the zoo datasets, and which are built."""
+
+    json: bool = False
+    """Print JSON instead of a table."""
+
+
+@dataclasses.dataclass
 class AlgosArgs:
     """List the registered algorithms."""
 
@@ -125,34 +200,65 @@ class DemoArgs:
 
 
 def cmd_train(args: TrainArgs, argv: Sequence[str]) -> int:
+    import gymnasium as gym
+
     from offrl.algos.registry import make_algo
     from offrl.config import parse_assignments, read_config_file
     from offrl.data.formats import load_dataset
-    from offrl.train.offline import train_offline
+    from offrl.plugins import import_plugin
+    from offrl.spaces import as_float32, space_from_json
+    from offrl.train.evaluate import make_env
     from offrl.train.run import read_run_config, resolve_device
+    from offrl.train.trainer import train
 
     given = {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
     settings = {
         name: getattr(args, name)
-        for name in ("steps", "eval_every", "eval_episodes", "eval_envs", "log_every", "checkpoint_every", "keep_checkpoints")
+        for name in ("eval_every", "eval_episodes", "eval_envs", "log_every", "checkpoint_every", "keep_checkpoints")
     }
     if args.resume:
-        conflicting = given & {"algo", "config", "set", "seed", "run_dir"}
+        fixed = {"algo", "config", "set", "seed", "run_dir", "online_steps", "offline_ratio", "utd_ratio", "import",
+                 "rl_train_after_update_steps", "rl_train_every_update_steps", "warmup_steps", "num_envs", "buffer_size", "init_from"}
+        conflicting = given & fixed
         if conflicting:
-            raise OffrlError(f"--resume continues a run as it was configured: drop {', '.join('--' + c.replace('_', '-') for c in sorted(conflicting))}")
+            flags = ", ".join("--" + c.replace("_", "-") for c in sorted(conflicting))
+            raise OffrlError(f"--resume continues a run as it was configured: drop {flags}")
         saved = read_run_config(args.resume)
-        if saved.get("mode") != "offline":
-            raise OffrlError(f"{args.resume}: was trained in {saved.get('mode')!r} mode, which this command does not resume")
+        for module in saved.get("cli", {}).get("imports", []):
+            import_plugin(module)
+        schedule, train_saved = saved["schedule"], saved["train"]
         for name in settings:
-            if name not in given and name in saved["train"]:
-                settings[name] = saved["train"][name]
-        dataset_ref = args.dataset or saved.get("cli", {}).get("dataset") or saved["dataset"]["source"]
+            if name not in given and name in train_saved:
+                settings[name] = train_saved[name]
+        total = args.steps if "steps" in given else schedule["total_steps"]
+        after = total if schedule["mode"] == "offline" else min(schedule["rl_train_after_update_steps"], total)
+        dataset_ref = args.dataset or saved.get("cli", {}).get("dataset")
+        dataset = load_dataset(dataset_ref) if dataset_ref else None
         env = args.env if "env" in given else saved.get("env")
         device = resolve_device(args.device if "device" in given else "auto")
-        dataset = load_dataset(dataset_ref)
-        algo = make_algo(saved["algo"], dataset.observation_space, dataset.action_space, config=saved["algo_config"], device=device)
-        run_dir, seed, resume = Path(args.resume), int(saved["train"]["seed"]), True
+        algo = make_algo(
+            saved["algo"],
+            space_from_json(saved["observation_space"]),
+            space_from_json(saved["action_space"]),
+            config=saved["algo_config"],
+            device=device,
+        )
+        options = {
+            "steps": total,
+            "rl_train_after_update_steps": after,
+            "rl_train_every_update_steps": schedule["rl_train_every_update_steps"],
+            "offline_ratio": schedule["offline_ratio"],
+            "utd_ratio": schedule["utd_ratio"],
+            "warmup_steps": schedule["warmup_steps"],
+            "num_envs": schedule["num_envs"],
+            "buffer_size": schedule["buffer_size"] or 1,
+            "save_buffer": args.save_buffer or train_saved.get("save_buffer"),
+        }
+        run_dir, seed, resume, imports = Path(args.resume), int(train_saved["seed"]), True, saved.get("cli", {}).get("imports", [])
     else:
+        imports = list(args.imports)
+        for module in imports:
+            import_plugin(module)
         overrides: dict = {}
         algo_name = args.algo
         if args.config:
@@ -162,16 +268,37 @@ def cmd_train(args: TrainArgs, argv: Sequence[str]) -> int:
                 raise OffrlError(f"{args.config} is a config for {named!r}, but --algo is {algo_name!r}")
             algo_name = algo_name or named
         overrides.update(parse_assignments(args.set))
-        if not algo_name or not args.dataset:
-            raise OffrlError("offrl train needs --algo and --dataset (or --resume RUN_DIR); see offrl train --help")
-        dataset = load_dataset(args.dataset)
+        if not algo_name or not (args.dataset or args.env):
+            raise OffrlError("offrl train needs --algo and --dataset and/or --env (or --resume RUN_DIR); see offrl train --help")
+        dataset = load_dataset(args.dataset) if args.dataset else None
+        if dataset is not None:
+            observation_space, action_space = dataset.observation_space, dataset.action_space
+        else:
+            probe = make_env(args.env)
+            observation_space, action_space = as_float32(probe.observation_space), probe.action_space
+            probe.close()
         device = resolve_device(args.device)
-        algo = make_algo(algo_name, dataset.observation_space, dataset.action_space, config=overrides, device=device, seed=args.seed)
+        algo = make_algo(algo_name, observation_space, action_space, config=overrides, device=device, seed=args.seed)
         env, seed, resume = args.env, args.seed, False
         run_dir = Path(args.run_dir) if args.run_dir else None
-        dataset_ref = str(Path(args.dataset).resolve()) if Path(args.dataset).exists() else args.dataset
+        dataset_ref = None
+        if args.dataset:
+            dataset_ref = str(Path(args.dataset).resolve()) if Path(args.dataset).exists() else args.dataset
+        options = {
+            "steps": args.steps,
+            "online_steps": args.online_steps,
+            "rl_train_after_update_steps": args.rl_train_after_update_steps,
+            "rl_train_every_update_steps": args.rl_train_every_update_steps,
+            "offline_ratio": _offline_ratio(args.offline_ratio),
+            "utd_ratio": args.utd_ratio,
+            "warmup_steps": args.warmup_steps,
+            "num_envs": args.num_envs,
+            "buffer_size": args.buffer_size,
+            "save_buffer": args.save_buffer,
+            "init_from": args.init_from,
+        }
 
-    result = train_offline(
+    result = train(
         algo,
         dataset,
         env=env,
@@ -179,17 +306,35 @@ def cmd_train(args: TrainArgs, argv: Sequence[str]) -> int:
         seed=seed,
         resume=resume,
         progress=args.progress,
-        run_info={"cli": {"dataset": dataset_ref}},
+        run_info={"cli": {"dataset": dataset_ref, "imports": list(imports)}},
         **settings,
+        **options,
     )
     print(f"run directory: {result.run_dir}")
     print(f"steps: {result.step}")
-    print(f"dataset behaviour return: {result.behaviour_return:.2f}")
+    if result.env_steps:
+        print(f"environment steps: {result.env_steps}")
+    if result.behaviour_return is not None:
+        print(f"dataset behaviour return: {result.behaviour_return:.2f}")
     if result.final_eval is not None:
         print(f"policy return: {_result_text(result.final_eval)}")
     if result.learning_curve is not None:
         print(f"learning curve: {result.learning_curve}")
     return 130 if result.interrupted else 0
+
+
+def _offline_ratio(text: str | None) -> float | None | str:
+    if text is None:
+        return "default"
+    if text.lower() in ("proportional", "union"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise OffrlError(f"--offline-ratio expects a number in [0, 1] or 'proportional', got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise OffrlError(f"--offline-ratio must be in [0, 1], got {value}")
+    return value
 
 
 def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
@@ -198,8 +343,12 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     from offrl.train.evaluate import check_env_compatible, evaluate, make_vector_env
     from offrl.train.run import CONFIG, read_run_config, resolve_device
 
+    from offrl.plugins import import_plugin
+
     run_path = Path(args.run_dir)
     saved = read_run_config(run_path) if (run_path / CONFIG).is_file() else {}
+    for module in [*saved.get("cli", {}).get("imports", []), *args.imports]:
+        import_plugin(module)
     env_id = args.env or saved.get("env")
     if not env_id:
         raise OffrlError(f"{args.run_dir}: the run has no evaluation environment recorded; pass --env")
@@ -252,16 +401,69 @@ def cmd_datasets_convert(args: DatasetsConvertArgs, argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_datasets_collect(args: DatasetsCollectArgs, argv: Sequence[str]) -> int:
+    from offrl.data.collect import collect, controller_policy
+    from offrl.data.formats import save_dataset
+
+    if (args.episodes is None) == (args.steps is None):
+        raise OffrlError("give exactly one of --episodes or --steps")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise OffrlError(f"{out} already exists: refusing to overwrite it (use --force)")
+    policy = controller_policy(args.policy, args.env, stochastic=args.stochastic, seed=args.seed)
+    dataset = collect(
+        args.env,
+        policy,
+        episodes=args.episodes,
+        steps=args.steps,
+        num_envs=args.num_envs,
+        seed=args.seed,
+        noise=args.noise,
+        epsilon=args.epsilon,
+        metadata={"policy": args.policy},
+    )
+    fmt = "npz" if out.suffix.lower() == ".npz" else "d4rl"
+    save_dataset(dataset, out, format=fmt, overwrite=args.force)
+    returns = dataset.episode_returns()
+    print(f"wrote {out}: {len(dataset):,} transitions, {dataset.num_episodes:,} episodes, mean return {returns.mean():.2f}")
+    return 0
+
+
+def cmd_datasets_build(args: DatasetsBuildArgs, argv: Sequence[str]) -> int:
+    from offrl.zoo.datasets import build
+
+    path = build(args.name, size=args.size, seed=args.seed, force=args.force)
+    print(path)
+    return 0
+
+
+def cmd_datasets_list(args: DatasetsListArgs, argv: Sequence[str]) -> int:
+    from offrl.zoo.datasets import available, cache_dir
+
+    rows = available()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'name':<26} {'environment':<15} {'transitions':>11}  built (sizes in {cache_dir() / 'datasets'})")
+    for row in rows:
+        built = ", ".join(row["built"]) if row["built"] else ("-" if row["policies"] else "policies not shipped")
+        print(f"{row['name']:<26} {row['env']:<15} {row['transitions']:>11,}  {built}")
+    return 0
+
+
 def cmd_algos(args: AlgosArgs, argv: Sequence[str]) -> int:
     from offrl.algos.registry import list_algos
 
-    rows = [{"name": cls.name, "actions": cls.action_type, "paper": cls.paper} for cls in list_algos()]
+    rows = [
+        {"name": cls.name, "actions": cls.action_type, "learns": "online" if cls.online else "offline", "paper": cls.paper}
+        for cls in list_algos()
+    ]
     if args.json:
         print(json.dumps(rows))
         return 0
     width = max(len(r["name"]) for r in rows)
     for row in rows:
-        print(f"{row['name']:<{width}}  {row['actions']:<10}  {row['paper']}")
+        print(f"{row['name']:<{width}}  {row['actions']:<10}  {row['learns']:<7}  {row['paper']}")
     return 0
 
 
@@ -276,6 +478,9 @@ COMMANDS: dict[str, tuple[type, Callable[..., int]]] = {
     "eval": (EvalArgs, cmd_eval),
     "datasets info": (DatasetsInfoArgs, cmd_datasets_info),
     "datasets convert": (DatasetsConvertArgs, cmd_datasets_convert),
+    "datasets collect": (DatasetsCollectArgs, cmd_datasets_collect),
+    "datasets build": (DatasetsBuildArgs, cmd_datasets_build),
+    "datasets list": (DatasetsListArgs, cmd_datasets_list),
     "algos": (AlgosArgs, cmd_algos),
     "demo": (DemoArgs, cmd_demo),
 }
@@ -301,8 +506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name == "datasets":
-        if not rest or rest[0] not in ("info", "convert"):
-            print("usage: offrl datasets {info,convert} ...", file=sys.stderr)
+        subcommands = [c.split()[1] for c in COMMANDS if c.startswith("datasets ")]
+        if not rest or rest[0] not in subcommands:
+            print(f"usage: offrl datasets {{{','.join(subcommands)}}} ...", file=sys.stderr)
             return 2
         name, rest = f"datasets {rest[0]}", rest[1:]
     if name not in COMMANDS:

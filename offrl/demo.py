@@ -12,7 +12,7 @@ from pathlib import Path
 from offrl.algos.registry import make_algo
 from offrl.data.collect import collect
 from offrl.data.formats import load_dataset, save_dataset
-from offrl.train.offline import train_offline
+from offrl.train.trainer import train_offline
 from offrl.zoo.pendulum import energy_pump
 
 ENV_ID = "Pendulum-v1"

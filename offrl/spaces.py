@@ -70,3 +70,12 @@ def flat_dim(space: gym.Space) -> int:
 
 def is_continuous(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box)
+
+
+def as_float32(space: gym.Space) -> gym.Space:
+    """Float64 Box spaces (MuJoCo observations) as float32, the dtype offrl stores and trains on."""
+    if isinstance(space, gym.spaces.Dict):
+        return gym.spaces.Dict({k: as_float32(v) for k, v in space.spaces.items()})
+    if isinstance(space, gym.spaces.Box) and space.dtype == np.float64:
+        return gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), space.shape, np.float32)
+    return space

@@ -23,6 +23,7 @@ class Algorithm(nn.Module):
     Config: ClassVar[type] = object
     action_type: ClassVar[str] = "continuous"
     paper: ClassVar[str] = ""
+    online: ClassVar[bool] = False  # an online learner (SAC, TD3): with an env and a dataset, training is hybrid
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any) -> None:
         super().__init__()
@@ -53,6 +54,9 @@ class Algorithm(nn.Module):
         """Actions in the environment's action space for a batch of observations."""
         raise NotImplementedError
 
-    def policy_modules(self) -> list[nn.Module]:
-        """Modules needed to act, for exporting a policy without critics (default: everything)."""
-        return [self]
+    def update_offline(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The gradient step on offline data in hybrid training (ALF's ``train_step_offline``).
+
+        By default offline batches are trained exactly like online ones.
+        """
+        return self.update(batch)

@@ -17,13 +17,18 @@ from offrl.errors import ConfigError
 _REGISTRY: dict[str, type[Algorithm]] = {}
 
 
-def register(name: str, *, paper: str, action_type: str = "continuous") -> Callable[[type[Algorithm]], type[Algorithm]]:
+def register(
+    name: str, *, paper: str, action_type: str = "continuous", online: bool = False
+) -> Callable[[type[Algorithm]], type[Algorithm]]:
+    """``online=True`` marks algorithms that learn from their own interaction by default
+    (given a dataset and an environment, they train hybrid rather than offline)."""
+
     def decorate(cls: type[Algorithm]) -> type[Algorithm]:
         if name in _REGISTRY:
             raise ValueError(f"algorithm {name!r} is registered twice")
         if not dataclasses.is_dataclass(cls.Config):
             raise TypeError(f"{cls.__name__}.Config must be a dataclass")
-        cls.name, cls.paper, cls.action_type = name, paper, action_type
+        cls.name, cls.paper, cls.action_type, cls.online = name, paper, action_type, online
         _REGISTRY[name] = cls
         return cls
 

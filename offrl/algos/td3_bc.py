@@ -1,111 +1,27 @@
 """TD3+BC: TD3 with a behaviour-cloning term in the actor loss.
 
 Fujimoto & Gu 2021, "A Minimalist Approach to Offline Reinforcement
-Learning". Defaults are the paper's MuJoCo settings: alpha 2.5, policy noise
-0.2 clipped at 0.5, actor updated every second step, states standardized.
+Learning". The algorithm is TD3 (``td3.py``) with ``alpha`` set; this file
+holds the paper's MuJoCo configuration: alpha 2.5, policy noise 0.2 clipped
+at 0.5, actor updated every second step, states standardized.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
-import torch
-import torch.nn.functional as F
-
-from offrl.algos.base import Algorithm
-from offrl.algos.common import adam, parameter_lists, soft_update, step, td_target
 from offrl.algos.registry import register
-from offrl.data.batch import Batch
-from offrl.nn.critics import QEnsemble
-from offrl.nn.heads import DeterministicPolicy
+from offrl.algos.td3 import TD3, TD3Config
 
 
 @dataclasses.dataclass
-class TD3BCConfig:
-    alpha: float = 2.5  # weight of the Q term against the BC term: lambda = alpha / mean|Q|
-    discount: float = 0.99  # reward discount
-    tau: float = 0.005  # target-network Polyak rate
-    policy_noise: float = 0.2  # std of target-policy smoothing noise (normalized actions)
-    noise_clip: float = 0.5  # clip of that noise
-    policy_freq: int = 2  # actor and target updates every this many critic updates
-    actor_lr: float = 3e-4  # actor Adam learning rate
-    critic_lr: float = 3e-4  # critic Adam learning rate
-    hidden_dims: tuple[int, ...] = (256, 256)  # actor and critic MLP widths
-    activation: str = "relu"  # hidden-layer activation
-    num_critics: int = 2  # twin critics; the minimum forms the target
-    batch_size: int = 256  # transitions per gradient step
+class TD3BCConfig(TD3Config):
+    alpha: float = 2.5  # lambda = alpha / mean|Q| weighs Q against the BC term
     normalize_observations: bool = True  # standardize states with dataset mean/std (+1e-3), as the paper
 
 
-def critic_loss(
-    critic: QEnsemble,
-    features: torch.Tensor,
-    actions: torch.Tensor,
-    targets: torch.Tensor,
-) -> tuple[torch.Tensor, dict]:
-    q = critic(features, actions)
-    # sum over critics of each critic's MSE, as TD3's reference code
-    loss = (q - targets).pow(2).mean(dim=1).sum()
-    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
-
-
-def actor_loss(
-    actor: DeterministicPolicy,
-    critic: QEnsemble,
-    features: torch.Tensor,
-    actions: torch.Tensor,
-    alpha: float,
-) -> tuple[torch.Tensor, dict]:
-    policy_actions = actor(features)
-    q = critic(features, policy_actions, members=slice(0, 1))[0]  # Q1 only, as the paper
-    lmbda = alpha / q.abs().mean().detach()
-    bc = F.mse_loss(policy_actions, actions)
-    loss = -lmbda * q.mean() + bc
-    return loss, {"actor_loss": loss.detach(), "bc_loss": bc.detach(), "lambda": lmbda}
-
-
 @register("td3_bc", paper="Fujimoto & Gu 2021, A Minimalist Approach to Offline Reinforcement Learning")
-class TD3BC(Algorithm):
+class TD3BC(TD3):
+    """TD3 configured as TD3+BC: nothing is overridden but the defaults."""
+
     Config = TD3BCConfig
-
-    def __init__(self, observation_space, action_space, config: TD3BCConfig) -> None:
-        super().__init__(observation_space, action_space, config)
-        width = self.encoder.out_dim
-        self.actor = DeterministicPolicy(width, self.action_dim, config.hidden_dims, activation_name=config.activation)
-        self.critic = QEnsemble(
-            width, self.action_dim, config.hidden_dims, ensemble_size=config.num_critics, activation_name=config.activation
-        )
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.optimizers = {
-            "actor": adam(self.actor.parameters(), config.actor_lr),
-            "critic": adam(self.critic.parameters(), config.critic_lr),
-        }
-        self._targets = [parameter_lists(self.actor_target, self.actor), parameter_lists(self.critic_target, self.critic)]
-
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        cfg = self.config
-        features = self.encoder(batch.observations)
-        actions = self.action_scaler.normalize(batch.actions)
-        with torch.no_grad():
-            next_features = self.encoder(batch.next_observations)
-            noise = (torch.randn_like(actions) * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
-            next_actions = (self.actor_target(next_features) + noise).clamp(-1.0, 1.0)
-            next_q = self.critic_target(next_features, next_actions).min(dim=0).values
-            targets = td_target(batch.rewards, batch.terminals, cfg.discount, next_q)
-        loss, metrics = critic_loss(self.critic, features, actions, targets)
-        step(self.optimizers["critic"], loss)
-
-        self.num_updates += 1
-        if self.num_updates % cfg.policy_freq == 0:
-            loss, actor_metrics = actor_loss(self.actor, self.critic, features, actions, cfg.alpha)
-            step(self.optimizers["actor"], loss)
-            metrics.update(actor_metrics)
-            for target, online in self._targets:
-                soft_update(target, online, cfg.tau)
-        return metrics
-
-    @torch.no_grad()
-    def act(self, observations, deterministic: bool = True) -> torch.Tensor:
-        return self.action_scaler.denormalize(self.actor(self.encoder(observations)))

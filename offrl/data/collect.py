@@ -10,6 +10,7 @@ import numpy as np
 
 from offrl.data.dataset import Dataset
 from offrl.data.tree import tree_map
+from offrl.spaces import as_float32
 from offrl.train.evaluate import make_vector_env
 
 PolicyFn = Callable[[Any], np.ndarray]
@@ -76,7 +77,7 @@ def collect(
         rows = [t for episode in finished + partial for t in episode][:steps]
         last = rows[-1]
         rows[-1] = (*last[:5], not last[4])
-    observation_space = _float32_space(envs.single_observation_space)
+    observation_space = as_float32(envs.single_observation_space)
     return Dataset(
         observations=_stack([r[0] for r in rows]),
         actions=np.stack([r[1] for r in rows]),
@@ -120,9 +121,43 @@ def _stack(rows: list[Any]) -> Any:
     return np.stack(rows)
 
 
-def _float32_space(space: gym.Space) -> gym.Space:
-    if isinstance(space, gym.spaces.Dict):
-        return gym.spaces.Dict({k: _float32_space(v) for k, v in space.spaces.items()})
-    if isinstance(space, gym.spaces.Box) and space.dtype == np.float64:
-        return gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), space.shape, np.float32)
-    return space
+
+def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed: int = 0) -> PolicyFn:
+    """A policy for ``collect`` from a command-line spec.
+
+    ``random``: uniformly random actions. A run directory or checkpoint: its
+    policy (the deterministic action, or a sample with ``stochastic``).
+    ``module:function`` or ``file.py:function``: a controller called with a
+    batch of observations; one that only takes a single observation is
+    called row by row.
+    """
+    from pathlib import Path
+
+    from offrl.plugins import resolve_callable
+    from offrl.train.evaluate import make_env
+
+    if spec == "random":
+        probe = make_env(env_id)
+        space = probe.action_space
+        probe.close()
+        space.seed(seed)
+        return lambda observations: np.stack([space.sample() for _ in range(len(_first_leaf(observations)))])
+    if Path(spec).exists():
+        from offrl.policy import load_policy
+
+        policy = load_policy(spec)
+        return lambda observations: policy(observations, deterministic=not stochastic)
+    controller = resolve_callable(spec)
+
+    def batched(observations: Any) -> np.ndarray:
+        n = len(_first_leaf(observations))
+        actions = np.asarray(controller(observations))
+        if actions.ndim >= 1 and len(actions) == n and (n > 1 or actions.ndim >= 2):
+            return actions
+        return np.stack([np.asarray(controller(_row(observations, i))) for i in range(n)])
+
+    return batched
+
+
+def _first_leaf(observations: Any) -> np.ndarray:
+    return next(iter(observations.values())) if isinstance(observations, dict) else observations

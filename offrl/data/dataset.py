@@ -297,3 +297,40 @@ def _stats(values: np.ndarray) -> dict[str, float]:
         "max": float(values.max()),
     }
 
+
+
+def concatenate(datasets: list[Dataset], *, source: str = "<concatenated>", metadata: dict[str, Any] | None = None) -> Dataset:
+    """Datasets one after another, with the same spaces. Each part's last row ends an episode
+    (as a timeout if it was not flagged), so no episode runs across two parts. Only the info
+    keys every part has are kept."""
+    if not datasets:
+        raise ValueError("concatenate needs at least one dataset")
+    first = datasets[0]
+    for other in datasets[1:]:
+        if other.observation_space != first.observation_space or other.action_space != first.action_space:
+            raise ValueError(f"cannot concatenate {other.source}: its spaces differ from {first.source}'s")
+
+    def join(arrays: list[Any]) -> Any:
+        if isinstance(arrays[0], dict):
+            return {key: join([a[key] for a in arrays]) for key in arrays[0]}
+        return np.concatenate(arrays)
+
+    timeouts = []
+    for part in datasets:
+        flags = part.timeouts.copy()
+        flags[-1] |= not part.terminals[-1]
+        timeouts.append(flags)
+    shared_infos = set.intersection(*(set(d.infos) for d in datasets))
+    return Dataset(
+        observations=join([d.observations for d in datasets]),
+        actions=join([d.actions for d in datasets]),
+        rewards=join([d.rewards for d in datasets]),
+        next_observations=join([d.next_observations for d in datasets]),
+        terminals=join([d.terminals for d in datasets]),
+        timeouts=np.concatenate(timeouts),
+        observation_space=first.observation_space,
+        action_space=first.action_space,
+        infos={key: join([d.infos[key] for d in datasets]) for key in sorted(shared_infos)},
+        metadata=dict(metadata or {}),
+        source=source,
+    )

@@ -13,6 +13,7 @@ import dataclasses
 import torch
 
 from offrl.data.batch import Batch
+from offrl.data.tree import tree_map2
 
 
 class UniformSampler:
@@ -40,14 +41,15 @@ class UniformSampler:
             self._packed = None
             self._data = data
 
-    def sample(self) -> Batch:
-        indices = torch.randint(self.size, (self.batch_size,), device=self.device, generator=self.generator)
+    def sample(self, batch_size: int | None = None) -> Batch:
+        batch_size = batch_size or self.batch_size
+        indices = torch.randint(self.size, (batch_size,), device=self.device, generator=self.generator)
         if self._data is not None:
             return self._data.index(indices)
         rows = self._packed.index_select(0, indices)
         fields, offset = {}, 0
         for name, width, shape in self._layout:
-            fields[name] = rows[:, offset : offset + width].reshape(self.batch_size, *shape)
+            fields[name] = rows[:, offset : offset + width].reshape(batch_size, *shape)
             offset += width
         return Batch(**fields)
 
@@ -56,3 +58,62 @@ class UniformSampler:
 
     def set_state(self, state: torch.Tensor) -> None:
         self.generator.set_state(state)
+
+
+class MixedSampler:
+    """Batches drawn partly from a dataset and partly from an online replay buffer.
+
+    ``offline_ratio`` is the fraction of each batch taken from the dataset
+    (RLPD: 0.5); ``None`` samples uniformly from the union of both, i.e. in
+    proportion to their sizes (offline-to-online fine-tuning as in IQL/CORL).
+    Online rewards are multiplied by ``online_reward_scale`` so both halves
+    share the scale the algorithm trains with.
+    """
+
+    def __init__(
+        self,
+        offline: UniformSampler | None,
+        online,
+        batch_size: int,
+        *,
+        offline_ratio: float | None,
+        online_reward_scale: float = 1.0,
+    ) -> None:
+        if offline is None and online is None:
+            raise ValueError("a mixed sampler needs a dataset or a replay buffer")
+        if offline_ratio is not None and not 0.0 <= offline_ratio <= 1.0:
+            raise ValueError(f"offline_ratio must be in [0, 1], got {offline_ratio}")
+        self.offline, self.online = offline, online
+        self.batch_size = batch_size
+        self.offline_ratio = offline_ratio
+        self.online_reward_scale = online_reward_scale
+
+    def offline_rows(self) -> int:
+        if self.offline is None:
+            return 0
+        if self.online is None or len(self.online) == 0:
+            return self.batch_size
+        ratio = self.offline_ratio
+        if ratio is None:
+            ratio = self.offline.size / (self.offline.size + len(self.online))
+        return int(round(ratio * self.batch_size))
+
+    def sample(self) -> Batch:
+        offline_rows = self.offline_rows()
+        parts = []
+        if offline_rows > 0:
+            parts.append(self.offline.sample(offline_rows))
+        if offline_rows < self.batch_size:
+            online = self.online.sample(self.batch_size - offline_rows)
+            if self.online_reward_scale != 1.0:
+                online.rewards = online.rewards * self.online_reward_scale
+            parts.append(online)
+        return parts[0] if len(parts) == 1 else concat_batches(parts[0], parts[1])
+
+
+def concat_batches(first: Batch, second: Batch) -> Batch:
+    values = {}
+    for field in dataclasses.fields(first):
+        a, b = getattr(first, field.name), getattr(second, field.name)
+        values[field.name] = None if a is None or b is None else tree_map2(lambda x, y: torch.cat([x, y.to(x.dtype)]), a, b)
+    return Batch(**values)

@@ -124,9 +124,10 @@ class TanhGaussianPolicy(nn.Module):
     def deterministic(self, features: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self(features)[0])
 
-    def sample(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, features: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self(features)
-        pre_tanh = mean + torch.randn_like(mean) * log_std.exp()
+        noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
+        pre_tanh = mean + noise * log_std.exp()
         return torch.tanh(pre_tanh), gaussian_log_prob(mean, log_std, pre_tanh) - tanh_log_det(pre_tanh)
 
     def log_prob(self, features: torch.Tensor, actions: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

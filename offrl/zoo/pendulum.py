@@ -5,8 +5,8 @@ theta=0 upright), so ``E = theta'^2 / 2 + 15 cos(theta)`` changes at
 ``dE/dt = 3 u theta'``: pushing along the velocity while ``E < 15`` pumps
 the pendulum up to the upright energy, and a PD law holds it there.
 
-``python -m offrl.zoo.pendulum --measure`` measures the reference returns
-in ``offrl.zoo.scores``.
+``python -m offrl.zoo.pendulum --measure`` measures the controller's return
+and a uniformly random policy's (500 episodes each: -145.13 and -1209.01 here).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import torch
 
 import offrl
 from offrl.errors import CheckpointError, DatasetError, OffrlError
-from offrl.train import offline
+from offrl.train import trainer
 
 SETTINGS = dict(env="Pendulum-v1", steps=300, eval_every=100, eval_episodes=2, eval_envs=2, log_every=40, progress=False)
 
@@ -66,7 +66,7 @@ def test_ctrl_c_during_an_evaluation_repeats_it_on_resume(pendulum_dataset, tmp_
     whole = fresh("td3_bc", ds)
     offrl.train_offline(whole, ds, run_dir=tmp_path / "whole", **SETTINGS)
 
-    real_evaluate = offline.evaluate
+    real_evaluate = trainer.evaluate
     calls = {"n": 0}
 
     def evaluate_then_interrupt(*args, **kwargs):
@@ -75,11 +75,11 @@ def test_ctrl_c_during_an_evaluation_repeats_it_on_resume(pendulum_dataset, tmp_
             os.kill(os.getpid(), signal.SIGINT)
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(offline, "evaluate", evaluate_then_interrupt)
+    monkeypatch.setattr(trainer, "evaluate", evaluate_then_interrupt)
     result = offrl.train_offline(fresh("td3_bc", ds), ds, run_dir=tmp_path / "cut", **SETTINGS)
     assert result.interrupted and result.step == 200
     assert [r["step"] for r in read_rows(tmp_path / "cut/evaluations.csv")] == ["100"]
-    monkeypatch.setattr(offline, "evaluate", real_evaluate)
+    monkeypatch.setattr(trainer, "evaluate", real_evaluate)
     offrl.train_offline(fresh("td3_bc", ds), ds, run_dir=tmp_path / "cut", resume=True, **SETTINGS)
     assert read_rows(tmp_path / "cut/evaluations.csv") == read_rows(tmp_path / "whole/evaluations.csv")
 

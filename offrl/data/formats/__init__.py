@@ -20,6 +20,10 @@ def detect_format(path: str | os.PathLike) -> str:
     if not path.exists():
         if minari.local_dataset_directory(str(path)) is not None:
             return "minari"
+        from offrl.zoo.datasets import parse_name
+
+        if parse_name(str(path)) is not None:
+            return "zoo"
         raise DatasetError(path, "no such file or directory")
     if path.is_dir():
         if minari.data_directory(path) is not None:
@@ -41,8 +45,15 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def load_dataset(path: str | os.PathLike, *, format: str | None = None) -> Dataset:
-    """Load and validate a dataset; the format is detected from the file unless given."""
+    """Load and validate a dataset; the format is detected from the file unless given.
+
+    A zoo name (``hopper-medium``, see ``offrl datasets list``) is built on first use.
+    """
     fmt = format or detect_format(path)
+    if fmt == "zoo":
+        from offrl.zoo.datasets import build
+
+        return load_dataset(build(str(path)))
     path = Path(path)
     if fmt == "offrl-hdf5":
         dataset = offrl_hdf5.read(path)
@@ -62,7 +73,8 @@ def load_dataset(path: str | os.PathLike, *, format: str | None = None) -> Datas
 def save_dataset(
     dataset: Dataset, path: str | os.PathLike, *, format: str | None = None, overwrite: bool = False
 ) -> Path:
-    """Write ``dataset`` atomically as offrl HDF5 (``.hdf5``/``.h5``) or npz (``.npz``)."""
+    """Write ``dataset`` atomically as offrl HDF5 (``.hdf5``/``.h5``) or npz (``.npz``);
+    ``format="d4rl"`` writes the D4RL layout instead."""
     path = Path(path)
     fmt = format or WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -73,6 +85,8 @@ def save_dataset(
         offrl_hdf5.write(dataset, path)
     elif fmt == "npz":
         npz.write(dataset, path)
+    elif fmt == "d4rl":
+        d4rl.write(dataset, path)
     else:
-        raise DatasetError(path, f"offrl writes offrl-hdf5 and npz, not {fmt!r}")
+        raise DatasetError(path, f"offrl writes offrl-hdf5, d4rl and npz, not {fmt!r}")
     return path

@@ -1,0 +1,574 @@
+"""One trainer for offline, online, hybrid and offline-to-online training.
+
+Every iteration is one gradient step. ALF's two flags set the schedule:
+
+- before ``rl_train_after_update_steps`` updates, training is offline only:
+  batches come from the dataset and go through ``algo.update_offline``, and
+  the environment is not touched (a value >= the total steps is pure offline
+  training);
+- afterwards, every ``rl_train_every_update_steps``-th update is an RL
+  update: ``algo.update`` on a batch mixing dataset rows (``offline_ratio``
+  of it) with online rows from the replay buffer; the others stay offline
+  updates. The environment is stepped so that each online transition is
+  followed by ``utd_ratio`` RL updates, after ``warmup_steps`` transitions of
+  uniformly random actions.
+
+Offline training is the schedule with no RL phase; online training has no
+dataset and no offline phase; offline-to-online (``online_steps``) is an
+offline phase of ``steps`` updates followed by ``online_steps`` RL updates
+with the dataset kept in the sampler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+
+import offrl
+from offrl.algos.base import Algorithm
+from offrl.config import config_to_dict
+from offrl.data.dataset import Dataset
+from offrl.data.formats import save_dataset
+from offrl.data.replay import ReplayBuffer
+from offrl.data.sampler import MixedSampler, UniformSampler
+from offrl.data.validation import check_actions
+from offrl.errors import CheckpointError, OffrlError
+from offrl.io import atomic_path, write_json
+from offrl.spaces import space_to_json
+from offrl.train import checkpoint as ckpt
+from offrl.train.collector import Collector
+from offrl.train.evaluate import EvalResult, check_env_compatible, evaluate, make_vector_env, torch_policy
+from offrl.train.logging import MetricsLogger
+from offrl.train.plot import plot_run
+from offrl.train.progress import TrainingProgress
+from offrl.train.run import (
+    CONFIG,
+    FINAL_EVAL,
+    MetricAccumulator,
+    default_run_dir,
+    eval_seed,
+    prepare_training_data,
+    read_run_config,
+    stop_on_interrupt,
+)
+
+REPLAY_BUFFER_FILE = "replay_buffer.safetensors"
+DEFAULT_WARMUP_STEPS = 5_000
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    interrupted: bool
+    final_eval: EvalResult | None
+    behaviour_return: float | None
+    learning_curve: Path | None
+    env_steps: int = 0
+    offline_updates: int = 0
+    rl_updates: int = 0
+
+
+@dataclasses.dataclass
+class Schedule:
+    """Which update steps are RL updates, and how the environment is stepped (see the module docstring)."""
+
+    mode: str  # offline | online | hybrid | offline-to-online
+    total_steps: int
+    rl_train_after_update_steps: int
+    rl_train_every_update_steps: int
+    offline_ratio: float | None
+    utd_ratio: float
+    warmup_steps: int
+    num_envs: int
+    buffer_size: int
+
+    def is_rl_step(self, step: int) -> bool:
+        """``step`` counts updates already done (0-based), as ALF's global counter."""
+        return step >= self.rl_train_after_update_steps and step % self.rl_train_every_update_steps == 0
+
+    @property
+    def has_online_phase(self) -> bool:
+        return self.rl_train_after_update_steps < self.total_steps
+
+    def rl_updates_planned(self) -> int:
+        start = self.rl_train_after_update_steps
+        if start >= self.total_steps:
+            return 0
+        every = self.rl_train_every_update_steps
+        first = -(-start // every) * every
+        return max(0, (self.total_steps - 1 - first) // every + 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_schedule(
+    algo: Algorithm,
+    *,
+    dataset: Dataset | None,
+    env: str | None,
+    steps: int,
+    online_steps: int = 0,
+    rl_train_after_update_steps: int | None = None,
+    rl_train_every_update_steps: int = 1,
+    offline_ratio: float | None | str = "default",
+    utd_ratio: float = 1.0,
+    warmup_steps: int | None = None,
+    num_envs: int = 1,
+    buffer_size: int = 1_000_000,
+) -> Schedule:
+    """Resolve the mode from what is given: see the module docstring and docs/training.md."""
+    if steps < 0 or online_steps < 0 or (steps + online_steps) < 1:
+        raise OffrlError(f"steps must be positive (steps={steps}, online_steps={online_steps})")
+    if rl_train_every_update_steps < 1:
+        raise OffrlError("rl_train_every_update_steps must be at least 1")
+    if utd_ratio <= 0:
+        raise OffrlError(f"utd_ratio must be positive, got {utd_ratio}")
+    total = steps + online_steps
+    if online_steps > 0:
+        if rl_train_after_update_steps is not None:
+            raise OffrlError("give either online_steps or rl_train_after_update_steps, not both")
+        if dataset is None:
+            raise OffrlError("online_steps continues offline training online: it needs a dataset")
+        after, mode = steps, "offline-to-online"
+    elif rl_train_after_update_steps is not None:
+        after = rl_train_after_update_steps
+        mode = "offline" if after >= total else "hybrid"
+    elif dataset is None:
+        after, mode = 0, "online"
+    elif algo.online and env is not None:
+        after, mode = 0, "hybrid"
+    else:
+        after, mode = total, "offline"
+    if after < total:
+        if env is None:
+            raise OffrlError(f"{mode} training steps an environment: pass env (--env)")
+        if after > 0 and dataset is None:
+            raise OffrlError("an offline pre-training phase (rl_train_after_update_steps > 0) needs a dataset")
+        if dataset is None and rl_train_every_update_steps != 1:
+            raise OffrlError("rl_train_every_update_steps interleaves offline updates: it needs a dataset")
+    elif dataset is None:
+        raise OffrlError("offline training needs a dataset")
+    if offline_ratio == "default":
+        offline_ratio = None if mode == "offline-to-online" else (0.5 if dataset is not None else 0.0)
+    if dataset is None:
+        offline_ratio = 0.0
+    if warmup_steps is None:
+        warmup_steps = DEFAULT_WARMUP_STEPS if after == 0 and mode != "offline" else 0
+    schedule = Schedule(
+        mode=mode,
+        total_steps=total,
+        rl_train_after_update_steps=min(after, total),
+        rl_train_every_update_steps=rl_train_every_update_steps,
+        offline_ratio=offline_ratio,
+        utd_ratio=float(utd_ratio),
+        warmup_steps=warmup_steps if after < total else 0,
+        num_envs=num_envs,
+        buffer_size=buffer_size,
+    )
+    planned = warmup_steps + int(np.ceil(schedule.rl_updates_planned() / utd_ratio)) + num_envs
+    schedule.buffer_size = max(num_envs, min(buffer_size, planned)) if schedule.has_online_phase else 0
+    return schedule
+
+
+def train(
+    algo: Algorithm,
+    dataset: Dataset | None = None,
+    *,
+    env: str | None = None,
+    steps: int = 1_000_000,
+    online_steps: int = 0,
+    rl_train_after_update_steps: int | None = None,
+    rl_train_every_update_steps: int = 1,
+    offline_ratio: float | None | str = "default",
+    utd_ratio: float = 1.0,
+    warmup_steps: int | None = None,
+    num_envs: int = 1,
+    buffer_size: int = 1_000_000,
+    save_buffer: str | Path | None = None,
+    init_from: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    eval_every: int = 10_000,
+    eval_episodes: int = 10,
+    eval_envs: int = 10,
+    seed: int = 0,
+    log_every: int = 1_000,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 3,
+    resume: bool = False,
+    progress: bool = True,
+    tensorboard: bool = True,
+    run_info: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``algo`` for ``steps`` (+ ``online_steps``) gradient updates; see the module docstring.
+
+    Args:
+        dataset: offline data (required for offline, hybrid and offline-to-online training).
+        env: Gymnasium id, for evaluation and, when the schedule has an RL phase, for interaction.
+        offline_ratio: fraction of each RL batch drawn from the dataset; ``None`` samples the union
+            uniformly; default 0.5 with a dataset (RLPD), ``None`` for offline-to-online.
+        utd_ratio: RL updates per online transition.
+        warmup_steps: random-action transitions before the first RL update (default 5,000 when the
+            RL phase starts at step 0, else 0).
+        save_buffer: write the online replay buffer there as a dataset when training completes.
+        init_from: a run directory or checkpoint whose weights and optimizer states start this run.
+        resume: continue the run in ``run_dir`` from its last checkpoint. Offline runs resume
+            exactly; with an online phase the environments are reset, so episodes in progress are
+            cut off (the replay buffer, weights, optimizers and RNGs are restored).
+    """
+    schedule = make_schedule(
+        algo,
+        dataset=dataset,
+        env=env,
+        steps=steps,
+        online_steps=online_steps,
+        rl_train_after_update_steps=rl_train_after_update_steps,
+        rl_train_every_update_steps=rl_train_every_update_steps,
+        offline_ratio=offline_ratio,
+        utd_ratio=utd_ratio,
+        warmup_steps=warmup_steps,
+        num_envs=num_envs,
+        buffer_size=buffer_size,
+    )
+    total = schedule.total_steps
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(algo.name, dataset)
+    checkpoint_dir = run_dir / ckpt.CHECKPOINT_DIR
+    checkpoint_every = checkpoint_every or eval_every or 10_000
+    if dataset is not None:
+        _check_spaces(algo, dataset)
+    if save_buffer is not None:
+        save_buffer = Path(save_buffer)
+        if not schedule.has_online_phase:
+            raise OffrlError("save_buffer records online interaction, and this run has no online phase")
+        if save_buffer.exists():
+            raise OffrlError(f"{save_buffer} already exists: refusing to overwrite it")
+
+    eval_vector = None
+    if env is not None:
+        eval_vector = make_vector_env(env, max(1, min(eval_envs, eval_episodes)))
+        check_env_compatible(eval_vector, algo.observation_space, algo.action_space, env, f"the {algo.name} policy")
+        if dataset is not None:
+            check_actions(dataset.source, dataset.actions, eval_vector.single_action_space)
+
+    offline_sampler, data_info, fingerprint, behaviour_return = None, {"reward_scale": 1.0}, None, None
+    if dataset is not None:
+        data, data_info = prepare_training_data(algo, dataset)
+        offline_sampler = UniformSampler(data, algo.config.batch_size, seed=seed)
+        del data
+        fingerprint = dataset.fingerprint()
+        behaviour_return = float(dataset.episode_returns().mean())
+    if init_from is not None and not resume:
+        init_scale = _initialize_from(algo, init_from)
+        if dataset is None and init_scale is not None:
+            data_info["reward_scale"] = init_scale
+    reward_scale = float(data_info["reward_scale"])
+
+    buffer = collector = None
+    if schedule.has_online_phase:
+        buffer = ReplayBuffer(algo.observation_space, algo.action_space, schedule.buffer_size, device=algo.device, seed=seed + 1)
+    sampler = MixedSampler(
+        offline_sampler,
+        buffer,
+        algo.config.batch_size,
+        offline_ratio=schedule.offline_ratio,
+        online_reward_scale=reward_scale,
+    )
+    metrics = MetricAccumulator()
+    counters = {"env_steps": 0, "offline_updates": 0, "rl_updates": 0}
+
+    def save(step: int, pending: bool) -> None:
+        counts, sums = metrics.state()
+        tensors = {**sums}
+        if offline_sampler is not None:
+            tensors["sampler"] = offline_sampler.get_state()
+        if buffer is not None:
+            with atomic_path(checkpoint_dir / REPLAY_BUFFER_FILE) as tmp:
+                safetensors.torch.save_file({k: v.contiguous().cpu() for k, v in buffer.state_dict().items()}, str(tmp))
+        ckpt.save_checkpoint(
+            checkpoint_dir,
+            algo,
+            step=step,
+            trainer_state={"pending_eval": pending, "metric_counts": counts, "dataset_fingerprint": fingerprint, **counters},
+            trainer_tensors=tensors,
+            keep=keep_checkpoints,
+        )
+
+    if resume:
+        start_step, pending_eval, restored = _resume(algo, fingerprint, dataset, run_dir, offline_sampler, metrics)
+        counters.update({k: int(restored.get(k, 0)) for k in counters})
+        if buffer is not None and (checkpoint_dir / REPLAY_BUFFER_FILE).is_file():
+            buffer.load_state_dict(safetensors.torch.load_file(str(checkpoint_dir / REPLAY_BUFFER_FILE), device=str(algo.device)))
+            _end_open_episodes(buffer)
+        algo.total_updates = max(algo.total_updates, total)
+    else:
+        if ckpt.list_checkpoints(checkpoint_dir) or (run_dir / CONFIG).exists():
+            raise CheckpointError(
+                f"{run_dir} already holds a run: resume it (offrl train --resume {run_dir}) or choose another --run-dir"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _seed_everything(seed)
+        algo.total_updates = total
+        start_step, pending_eval = 0, False
+        write_json(
+            run_dir / CONFIG,
+            {
+                "offrl_version": offrl.__version__,
+                "mode": schedule.mode,
+                "algo": algo.name,
+                "algo_config": config_to_dict(algo.config),
+                "observation_space": space_to_json(algo.observation_space),
+                "action_space": space_to_json(algo.action_space),
+                "env": env,
+                "dataset": None
+                if dataset is None
+                else {
+                    "source": dataset.source,
+                    "fingerprint": fingerprint,
+                    "transitions": len(dataset),
+                    "episodes": dataset.num_episodes,
+                    "behaviour_return": behaviour_return,
+                },
+                "reward_scale": reward_scale,
+                "schedule": schedule.to_json(),
+                "train": {
+                    "steps": steps,
+                    "online_steps": online_steps,
+                    "eval_every": eval_every,
+                    "eval_episodes": eval_episodes,
+                    "eval_envs": eval_envs,
+                    "seed": seed,
+                    "log_every": log_every,
+                    "checkpoint_every": checkpoint_every,
+                    "keep_checkpoints": keep_checkpoints,
+                    "device": str(algo.device),
+                    "save_buffer": None if save_buffer is None else str(save_buffer),
+                    "init_from": None if init_from is None else str(init_from),
+                },
+                **(run_info or {}),
+            },
+        )
+        save(0, pending=False)  # a run that dies before its first checkpoint can still be resumed
+
+    if schedule.has_online_phase:
+        collector = Collector(env, schedule.num_envs, buffer, seed=eval_seed(seed + 7, start_step))
+    logger = MetricsLogger(run_dir, resume_step=start_step if resume else None, tensorboard=tensorboard)
+    greedy = torch_policy(algo.act, algo.device)
+    explore = torch_policy(lambda obs: algo.act(obs, deterministic=False), algo.device)
+    metadata = dataset.metadata if dataset is not None else {}
+
+    def run_eval(step: int, stop) -> EvalResult | None:
+        algo.train(False)
+        try:
+            result = evaluate(
+                greedy,
+                eval_vector,
+                env_id=env,
+                episodes=eval_episodes,
+                seed=eval_seed(seed, step),
+                metadata=metadata,
+                should_stop=lambda: stop.requested,
+            )
+        finally:
+            algo.train(True)
+        if result is not None:
+            row = {"mean_return": result.mean_return, "std_return": result.std_return, "episodes": result.episodes}
+            if result.normalized_score is not None:
+                row["normalized_score"] = result.normalized_score
+            if schedule.has_online_phase:
+                row["env_steps"] = counters["env_steps"]
+            logger.log_eval(step, row)
+        return result
+
+    def collect_for_rl_update() -> None:
+        """Step the environments until the buffer holds enough transitions for the next RL update."""
+        while counters["env_steps"] < schedule.warmup_steps:
+            counters["env_steps"] += collector.step(None)
+        needed = schedule.warmup_steps + (counters["rl_updates"] + 1) / schedule.utd_ratio
+        if counters["env_steps"] < needed:
+            algo.train(False)
+            while counters["env_steps"] < needed:
+                counters["env_steps"] += collector.step(explore)
+            algo.train(True)
+
+    step, last_eval, interrupted, saved_final = start_step, None, False, False
+    display = TrainingProgress(total=total, start=step, enabled=progress, label=f"{algo.name} ({schedule.mode})")
+    interval_start, interval_step = time.perf_counter(), step
+    try:
+        with stop_on_interrupt() as stop, display:
+            if pending_eval and eval_vector is not None:
+                last_eval = run_eval(step, stop)
+                interrupted = saved_final = last_eval is None
+            while step < total and not interrupted:
+                if stop.requested:
+                    interrupted = True
+                    break
+                if schedule.is_rl_step(step):
+                    collect_for_rl_update()
+                    metrics.add(algo.update(sampler.sample()))
+                    counters["rl_updates"] += 1
+                else:
+                    metrics.add(algo.update_offline(offline_sampler.sample()))
+                    counters["offline_updates"] += 1
+                step += 1
+                if step % log_every == 0 or step == total:
+                    elapsed = time.perf_counter() - interval_start
+                    speed = (step - interval_step) / elapsed if elapsed > 0 else 0.0
+                    row = {**metrics.means(), "steps_per_sec": speed}
+                    if collector is not None:
+                        row["env_steps"] = counters["env_steps"]
+                        returns = collector.pop_returns()
+                        if returns:
+                            row["train_return"] = float(np.mean(returns))
+                    logger.log_train(step, row)
+                    metrics.reset()
+                    interval_start, interval_step = time.perf_counter(), step
+                    display.update(step, speed)
+                elif step % 50 == 0:
+                    display.update(step)
+                paused = time.perf_counter()  # evaluation and checkpoint time is not training speed
+                if eval_vector is not None and ((eval_every and step % eval_every == 0) or step == total):
+                    last_eval = run_eval(step, stop)
+                    if last_eval is None:
+                        save(step, pending=True)
+                        interrupted = saved_final = True
+                        break
+                    display.evaluation(step, _eval_text(last_eval))
+                if step % checkpoint_every == 0 and step < total:
+                    save(step, pending=False)
+                interval_start += time.perf_counter() - paused
+            if not saved_final:
+                save(step, pending=False)
+            if interrupted:
+                display.line(
+                    f"interrupted at step {step}: checkpoint saved; continue with: offrl train --resume {run_dir}"
+                )
+    finally:
+        logger.close()
+        if eval_vector is not None:
+            eval_vector.close()
+        if collector is not None:
+            collector.close()
+
+    if not interrupted:
+        if save_buffer is not None and buffer is not None and len(buffer) > 0:
+            recorded = buffer.to_dataset(source=str(save_buffer))
+            recorded.metadata.update({"env_id": env, "recorded_by": f"offrl {algo.name} ({schedule.mode})"})
+            save_dataset(recorded, save_buffer)
+        if last_eval is not None:
+            write_json(
+                run_dir / FINAL_EVAL,
+                {
+                    **last_eval.to_json(),
+                    "step": step,
+                    "algo": algo.name,
+                    "behaviour_return": behaviour_return,
+                    "env_steps": counters["env_steps"],
+                },
+            )
+    title = f"{algo.name} ({schedule.mode})" + (f" on {Path(dataset.source).name}" if dataset is not None else f" on {env}")
+    curve = plot_run(run_dir, title=title, behaviour_return=behaviour_return)
+    return TrainResult(
+        run_dir=run_dir,
+        step=step,
+        interrupted=interrupted,
+        final_eval=last_eval if not interrupted else None,
+        behaviour_return=behaviour_return,
+        learning_curve=curve,
+        **counters,
+    )
+
+
+def train_offline(algo: Algorithm, dataset: Dataset, *, steps: int = 1_000_000, **options: Any) -> TrainResult:
+    """Offline training only: ``env``, when given, is used for evaluation and never for interaction."""
+    return train(algo, dataset, steps=steps, rl_train_after_update_steps=steps, **options)
+
+
+def train_online(algo: Algorithm, env: str, *, dataset: Dataset | None = None, **options: Any) -> TrainResult:
+    """Training that interacts with ``env``: online without a dataset; hybrid with one (RLPD mixing,
+    ALF's schedule flags); offline-to-online with ``online_steps``. Options are those of ``train``."""
+    if not options.get("online_steps") and options.get("rl_train_after_update_steps") is None:
+        options["rl_train_after_update_steps"] = 0
+    return train(algo, dataset, env=env, **options)
+
+
+def _eval_text(result: EvalResult) -> str:
+    text = f"{result.mean_return:.1f} ± {result.std_return:.1f}"
+    if result.normalized_score is not None:
+        text += f" ({result.normalized_score:.1f} normalized)"
+    return text
+
+
+def _check_spaces(algo: Algorithm, dataset: Dataset) -> None:
+    algo_obs, data_obs = algo.observation_space, dataset.observation_space
+    if getattr(algo_obs, "shape", None) != getattr(data_obs, "shape", None) or type(algo_obs) is not type(data_obs):
+        raise OffrlError(f"{dataset.source}: observations {data_obs} do not match the algorithm's {algo_obs}")
+    if type(algo.action_space) is not type(dataset.action_space) or algo.action_space.shape != dataset.action_space.shape:
+        raise OffrlError(f"{dataset.source}: actions {dataset.action_space} do not match the algorithm's {algo.action_space}")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _initialize_from(algo: Algorithm, source: str | Path) -> float | None:
+    """Load weights and optimizer states from a run or checkpoint; returns that run's reward scale."""
+    meta, tensors = ckpt.read_checkpoint(source, device=algo.device)
+    ckpt.restore_algo(algo, meta, tensors, source=str(source))
+    algo.num_updates = 0
+    config_path = Path(source) / CONFIG
+    if config_path.is_file():
+        return json.loads(config_path.read_text()).get("reward_scale")
+    return None
+
+
+def _end_open_episodes(buffer: ReplayBuffer) -> None:
+    """After a resume the environments restart: the last stored step of each slot ends its episode."""
+    size = len(buffer)
+    env_ids = buffer.env_ids[:size]
+    order = buffer.order[:size]
+    for env_id in torch.unique(env_ids).tolist():
+        rows = torch.nonzero(env_ids == env_id).squeeze(1)
+        last = rows[order[rows].argmax()]
+        if buffer.storage.terminals[last] < 0.5:
+            buffer.storage.timeouts[last] = 1.0
+
+
+def _resume(
+    algo: Algorithm,
+    fingerprint: str | None,
+    dataset: Dataset | None,
+    run_dir: Path,
+    sampler: UniformSampler | None,
+    metrics: MetricAccumulator,
+) -> tuple[int, bool, dict[str, Any]]:
+    saved = read_run_config(run_dir)
+    if saved.get("algo") != algo.name:
+        raise CheckpointError(f"{run_dir}: the run trained {saved.get('algo')!r}, not {algo.name!r}")
+    current = config_to_dict(algo.config)
+    if saved.get("algo_config") != current:
+        changed = sorted(k for k in current if saved.get("algo_config", {}).get(k) != current[k])
+        raise CheckpointError(f"{run_dir}: the algorithm config differs from the run's ({', '.join(changed)})")
+    meta, tensors = ckpt.read_checkpoint(run_dir, device=algo.device)
+    trainer = meta.get("trainer", {})
+    saved_fingerprint = trainer.get("dataset_fingerprint")
+    if saved_fingerprint is not None and saved_fingerprint != fingerprint:
+        source = dataset.source if dataset is not None else "(none)"
+        raise CheckpointError(f"{run_dir}: the dataset {source} is not the one this run was trained on (its content changed)")
+    ckpt.restore_algo(algo, meta, tensors, source=str(run_dir))
+    ckpt.restore_rng(meta, tensors)
+    extra = ckpt.trainer_tensors(tensors)
+    if sampler is not None:
+        sampler.set_state(extra["sampler"].cpu())
+    metrics.load(trainer.get("metric_counts", {}), extra)
+    return int(meta["step"]), bool(trainer.get("pending_eval", False)), trainer
