@@ -11,7 +11,6 @@ import torch
 
 from offrl.algos.base import Algorithm
 from offrl.train.checkpoint import load_algo
-from offrl.train.evaluate import to_tensor
 
 
 class Policy:
@@ -20,23 +19,39 @@ class Policy:
     Observation normalization and action scaling are part of the algorithm's
     modules, so what goes in is a raw environment observation and what comes
     out is an action in the environment's bounds.
+
+    For a policy with memory (Decision Transformer's context), call
+    ``start_episode()`` at each reset and ``observe(reward)`` after each step;
+    for the others both are harmless no-ops.
     """
 
     def __init__(self, algo: Algorithm) -> None:
         self.algo = algo.train(False)
         self.observation_space = algo.observation_space
         self.action_space = algo.action_space
+        self._rollouts: dict[bool, Any] = {}
+        self._batch = 1
 
     @property
     def device(self) -> torch.device:
         return self.algo.device
 
+    def start_episode(self, num_envs: int = 1) -> None:
+        self._batch = num_envs
+        self._rollouts = {}
+
+    def observe(self, rewards: Any) -> None:
+        for rollout in self._rollouts.values():
+            rollout.observe(np.atleast_1d(np.asarray(rewards, dtype=np.float64)))
+
     def __call__(self, observations: Any, *, deterministic: bool = True) -> np.ndarray:
         single = _is_single(observations, self.observation_space)
         if single:
             observations = _add_batch_axis(observations)
-        with torch.no_grad():
-            actions = self.algo.act(to_tensor(observations, self.device), deterministic=deterministic).cpu().numpy()
+        if deterministic not in self._rollouts:
+            self._rollouts[deterministic] = self.algo.rollout_policy(self._batch, deterministic=deterministic)
+            self._rollouts[deterministic].start_episode(None)
+        actions = self._rollouts[deterministic](observations)
         return actions[0] if single else actions
 
 

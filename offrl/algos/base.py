@@ -16,6 +16,7 @@ from torch import nn
 from offrl.data.batch import Batch
 from offrl.nn.encoders import FlatEncoder
 from offrl.nn.heads import ActionScaler
+from offrl.rollout import RolloutPolicy, StatelessRollout
 
 
 class Algorithm(nn.Module):
@@ -23,6 +24,7 @@ class Algorithm(nn.Module):
     Config: ClassVar[type] = object
     action_type: ClassVar[str] = "continuous"
     paper: ClassVar[str] = ""
+    batch_kind: ClassVar[str] = "transitions"  # or "sequences": the trainer samples episode windows
     online: ClassVar[bool] = False  # an online learner (SAC, TD3): with an env and a dataset, training is hybrid
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any) -> None:
@@ -53,6 +55,19 @@ class Algorithm(nn.Module):
     def act(self, observations: Any, deterministic: bool = True) -> torch.Tensor:
         """Actions in the environment's action space for a batch of observations."""
         raise NotImplementedError
+
+    def rollout_policy(self, num_envs: int, *, deterministic: bool = True) -> RolloutPolicy:
+        """The policy evaluators and collectors drive, one step at a time (stateless by default)."""
+        return StatelessRollout(self, deterministic=deterministic)
+
+    def dataset_columns(self) -> dict[str, Any]:
+        """Extra batch columns the trainer must provide from the dataset, e.g.
+        ``{"mc_returns": discount}`` (Cal-QL) or ``{"next_actions": True}`` (ReBRAC)."""
+        return {}
+
+    def set_dataset_info(self, info: dict[str, float]) -> None:
+        """Summary statistics of the training data (returns, episode lengths), for algorithms that
+        condition on them (Decision Transformer's target return). Default: unused."""
 
     def update_offline(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The gradient step on offline data in hybrid training (ALF's ``train_step_offline``).

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -56,3 +57,19 @@ def cosine_lr(base_lr: float, step_index: int, total_steps: int) -> float:
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def repeat_rows(rows: torch.Tensor, count: int) -> torch.Tensor:
+    """Each row ``count`` times in a row, ``[B, ...] -> [B * count, ...]``; reshape results to ``[B, count, ...]``."""
+    return rows.repeat_interleave(count, dim=0)
+
+
+@contextlib.contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) for the block, then back to the module's previous mode."""
+    was_training = module.training
+    module.train(False)
+    try:
+        yield
+    finally:
+        module.train(was_training)

@@ -19,6 +19,7 @@ from offrl.algos.common import (
     adam,
     advantage_weights,
     cosine_lr,
+    evaluating,
     expectile_loss,
     parameter_lists,
     set_lr,
@@ -130,8 +131,9 @@ class IQL(Algorithm):
     @torch.no_grad()
     def act(self, observations, deterministic: bool = True) -> torch.Tensor:
         features = self.encoder(observations)
-        if self.config.deterministic_actor:
-            actions = self.actor(features)
-        else:
-            actions = self.actor(features)[0] if deterministic else self.actor.sample(features)
+        with evaluating(self.actor):  # no actor dropout when acting
+            if self.config.deterministic_actor:
+                actions = self.actor(features)
+            else:
+                actions = self.actor(features)[0] if deterministic else self.actor.sample(features)
         return self.action_scaler.denormalize(actions)

@@ -1,11 +1,14 @@
-"""Soft Actor-Critic with automatic entropy tuning, and RLPD's critic options.
+"""Soft Actor-Critic with automatic entropy tuning, RLPD's critic options, and SAC-N / EDAC.
 
 Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications"
 (learned temperature, target entropy -|A|). Ball et al. 2023 (RLPD) run
 the same update with a LayerNorm critic ensemble (``num_critics=10``,
 ``critic_layer_norm=True``), the target taken as the minimum over a random
 subset of two critics (``num_target_critics=2``) and the actor maximizing
-the mean over critics (``actor_q_reduction="mean"``).
+the mean over critics (``actor_q_reduction="mean"``). An et al. 2021 run it
+offline with a large ensemble (SAC-N, ``sac_n.py``) and add a penalty on
+the similarity of the critics' action-gradients (EDAC, ``eta > 0``,
+``edac.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class SACConfig:
     critic_layer_norm: bool = False  # LayerNorm after each critic hidden layer (RLPD: True)
     actor_q_reduction: Literal["min", "mean"] = "min"  # how the actor reduces the critics (RLPD: mean)
     backup_entropy: bool = True  # include the entropy bonus in the TD target
+    eta: float = 0.0  # EDAC: weight of the ensemble gradient-diversity penalty (0: plain SAC)
+    init: Literal["default", "edac"] = "default"  # "edac": hidden biases 0.1, small uniform output layers (An et al.)
     batch_size: int = 256  # transitions per gradient step
     normalize_observations: bool = False  # standardize states with dataset statistics (when a dataset is given)
 
@@ -52,6 +57,20 @@ def critic_loss(critic: QEnsemble, features, actions, targets) -> tuple[torch.Te
     q = critic(features, actions)
     loss = (q - targets).pow(2).mean(dim=1).sum()
     return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+
+def gradient_diversity(critic: QEnsemble, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """EDAC's penalty: mean pairwise cosine similarity of the members' gradients dQ_e/da at the data actions."""
+    members = critic.ensemble_size
+    member_features = features.unsqueeze(0).expand(members, *features.shape)
+    member_actions = actions.detach().unsqueeze(0).repeat(members, 1, 1).requires_grad_(True)
+    q = critic(member_features, member_actions)
+    grads = torch.autograd.grad(q.sum(), member_actions, create_graph=True)[0]  # [E, B, A]
+    grads = grads / (grads.norm(dim=-1, keepdim=True) + 1e-10)
+    grads = grads.transpose(0, 1)  # [B, E, A]
+    similarity = grads @ grads.transpose(1, 2)  # [B, E, E]
+    off_diagonal = 1.0 - torch.eye(members, device=grads.device)
+    return (similarity * off_diagonal).sum(dim=(1, 2)).mean() / (members - 1)
 
 
 def actor_loss(actor: TanhGaussianPolicy, critic: QEnsemble, features, alpha: torch.Tensor, reduction: str):
@@ -74,7 +93,15 @@ class SAC(Algorithm):
     def __init__(self, observation_space, action_space, config: SACConfig) -> None:
         super().__init__(observation_space, action_space, config)
         width = self.encoder.out_dim
-        self.actor = TanhGaussianPolicy(width, self.action_dim, config.hidden_dims, activation_name=config.activation)
+        edac_init = config.init == "edac"
+        self.actor = TanhGaussianPolicy(
+            width,
+            self.action_dim,
+            config.hidden_dims,
+            activation_name=config.activation,
+            init=config.init,
+            last_layer_scale=1e-3 if edac_init else None,
+        )
         self.critic = QEnsemble(
             width,
             self.action_dim,
@@ -82,6 +109,8 @@ class SAC(Algorithm):
             ensemble_size=config.num_critics,
             layer_norm=config.critic_layer_norm,
             activation_name=config.activation,
+            init=config.init,
+            last_layer_scale=3e-3 if edac_init else None,
         )
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_alpha)))
@@ -108,6 +137,10 @@ class SAC(Algorithm):
                 next_q = next_q - self.log_alpha.exp() * next_log_prob
             targets = td_target(batch.rewards, batch.terminals, cfg.discount, next_q)
         loss, metrics = critic_loss(self.critic, features, actions, targets)
+        if cfg.eta > 0:
+            diversity = gradient_diversity(self.critic, features, actions)
+            loss = loss + cfg.eta * diversity
+            metrics["gradient_diversity"] = diversity.detach()
         step(self.optimizers["critic"], loss)
         soft_update(*self._critic_target, cfg.tau)
         return metrics

@@ -26,7 +26,8 @@ class Batch:
     next_observations: TensorTree
     terminals: torch.Tensor
     timeouts: torch.Tensor | None = None
-    mc_returns: torch.Tensor | None = None  # discounted return-to-go (Monte-Carlo), for Cal-QL
+    mc_returns: torch.Tensor | None = None  # discounted return-to-go (Monte-Carlo), for Cal-QL; NaN where unknown
+    next_actions: torch.Tensor | None = None  # the dataset's next action in the episode, for ReBRAC; NaN where unknown
 
     def __len__(self) -> int:
         return len(self.rewards)

@@ -136,6 +136,33 @@ class Dataset:
         starts, _ = self.episode_bounds
         return np.add.reduceat(self.rewards.astype(np.float64), starts)
 
+    def returns_to_go(self, discount: float = 1.0) -> np.ndarray:
+        """Per row, the (discounted) sum of this and the following rewards of its episode, float32.
+
+        An episode cut off by a timeout ends its sum there: the data holds nothing after it.
+        """
+        starts, stops = self.episode_bounds
+        out = np.empty(len(self), dtype=np.float64)
+        rewards = self.rewards.astype(np.float64)
+        for start, stop in zip(starts.tolist(), stops.tolist()):
+            if discount == 1.0:
+                out[start:stop] = np.cumsum(rewards[start:stop][::-1])[::-1]
+                continue
+            running = 0.0
+            for row in range(stop - 1, start - 1, -1):
+                running = rewards[row] + discount * running
+                out[row] = running
+        return out.astype(np.float32)
+
+    def next_actions(self) -> np.ndarray:
+        """Per row, the action taken at the next row of the same episode (the row's own action at an episode's end)."""
+        _, stops = self.episode_bounds
+        following = np.concatenate([self.actions[1:], self.actions[-1:]])
+        last = np.zeros(len(self), dtype=bool)
+        last[stops - 1] = True
+        mask = last.reshape(len(self), *([1] * (self.actions.ndim - 1)))
+        return np.where(mask, self.actions, following)
+
     def episode(self, index: int) -> Episode:
         starts, stops = self.episode_bounds
         start, stop = int(starts[index]), int(stops[index])

@@ -112,8 +112,16 @@ class MixedSampler:
 
 
 def concat_batches(first: Batch, second: Batch) -> Batch:
+    """Rows of both; an optional column only one side has is NaN (unknown) on the other side's rows."""
     values = {}
     for field in dataclasses.fields(first):
         a, b = getattr(first, field.name), getattr(second, field.name)
-        values[field.name] = None if a is None or b is None else tree_map2(lambda x, y: torch.cat([x, y.to(x.dtype)]), a, b)
+        if a is None and b is None:
+            values[field.name] = None
+            continue
+        if a is None:
+            a = torch.full((len(first), *b.shape[1:]), float("nan"), dtype=b.dtype, device=b.device)
+        if b is None:
+            b = torch.full((len(second), *a.shape[1:]), float("nan"), dtype=a.dtype, device=a.device)
+        values[field.name] = tree_map2(lambda x, y: torch.cat([x, y.to(x.dtype)]), a, b)
     return Batch(**values)

@@ -11,7 +11,12 @@ from offrl.nn.layers import MLP, EnsembleMLP
 
 
 class QEnsemble(nn.Module):
-    """E Q-functions ``Q_e(s, a)`` in one module; ``forward`` returns ``[E, B]``."""
+    """E Q-functions ``Q_e(s, a)`` in one module; ``forward`` returns ``[E, B]``.
+
+    ``actions`` may be ``[B, A]`` (one action per state), ``[B, K, A]`` (K
+    actions per state, evaluated in the same pass: output ``[E, B, K]``), or
+    ``[E, B, A]`` with ``features`` ``[E, B, F]`` (a different input per member).
+    """
 
     def __init__(
         self,
@@ -22,14 +27,28 @@ class QEnsemble(nn.Module):
         ensemble_size: int = 2,
         layer_norm: bool = False,
         activation_name: str = "relu",
+        init: str = "default",
+        last_layer_scale: float | None = None,
     ) -> None:
         super().__init__()
         self.ensemble_size = ensemble_size
         self.net = EnsembleMLP(
-            ensemble_size, in_dim + action_dim, hidden_dims, 1, layer_norm=layer_norm, activation_name=activation_name
+            ensemble_size,
+            in_dim + action_dim,
+            hidden_dims,
+            1,
+            layer_norm=layer_norm,
+            activation_name=activation_name,
+            init=init,
+            last_layer_scale=last_layer_scale,
         )
 
     def forward(self, features: torch.Tensor, actions: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        if actions.dim() == 3 and features.dim() == 2:
+            batch, samples = actions.shape[:2]
+            repeated = features.unsqueeze(1).expand(batch, samples, features.shape[-1])
+            inputs = torch.cat([repeated, actions], dim=-1).reshape(batch * samples, -1)
+            return self.net(inputs, members).reshape(-1, batch, samples)
         return self.net(torch.cat([features, actions], dim=-1), members).squeeze(-1)
 
 

@@ -48,7 +48,9 @@ class GaussianPolicy(nn.Module):
 
     ``state_dependent_std=False`` gives IQL's policy (one learned log-std
     vector); ``True`` gives a second output head for the log-std, as in
-    Gaussian behaviour cloning. The mean is the deterministic action.
+    Gaussian behaviour cloning. ``tanh_mean=False`` leaves the mean
+    unbounded (AWAC's policy); actions are clipped to [-1, 1] when sampled
+    or taken. The mean is the deterministic action.
     """
 
     def __init__(
@@ -60,10 +62,12 @@ class GaussianPolicy(nn.Module):
         state_dependent_std: bool,
         log_std_min: float = -5.0,
         log_std_max: float = 2.0,
+        tanh_mean: bool = True,
         **mlp_options,
     ) -> None:
         super().__init__()
         self.action_dim = action_dim
+        self.tanh_mean = tanh_mean
         self.state_dependent_std = state_dependent_std
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
         out = 2 * action_dim if state_dependent_std else action_dim
@@ -77,7 +81,11 @@ class GaussianPolicy(nn.Module):
             mean, log_std = out.split(self.action_dim, dim=-1)
         else:
             mean, log_std = out, self.log_std.expand_as(out)
-        return torch.tanh(mean), log_std.clamp(self.log_std_min, self.log_std_max)
+        mean = torch.tanh(mean) if self.tanh_mean else mean
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def deterministic(self, features: torch.Tensor) -> torch.Tensor:
+        return self(features)[0].clamp(-1.0, 1.0)
 
     def log_prob(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         mean, log_std = self(features)

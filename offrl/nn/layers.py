@@ -26,7 +26,14 @@ def activation(name: str) -> nn.Module:
 
 
 class MLP(nn.Sequential):
-    """Linear layers with an activation between them (and optional LayerNorm / dropout after each hidden layer)."""
+    """Linear layers with an activation between them (and optional LayerNorm / dropout after each hidden layer).
+
+    ``init`` picks the initialization: ``"default"`` (PyTorch's), ``"orthogonal"``
+    (gain sqrt(2) for hidden layers, as CQL's reference code), or ``"edac"`` (bias
+    0.1 in hidden layers, as EDAC and ReBRAC). ``last_layer_scale`` re-draws the
+    output layer uniformly in [-scale, scale] (orthogonal with that gain for
+    ``"orthogonal"``) so initial outputs are near zero.
+    """
 
     def __init__(
         self,
@@ -38,14 +45,16 @@ class MLP(nn.Sequential):
         layer_norm: bool = False,
         dropout: float = 0.0,
         output_activation: str | None = None,
+        init: str = "default",
+        last_layer_scale: float | None = None,
     ) -> None:
         layers: list[nn.Module] = []
         width = in_dim
         for hidden in hidden_dims:
             layers.append(nn.Linear(width, hidden))
-            if layer_norm:
-                layers.append(nn.LayerNorm(hidden))
             layers.append(activation(activation_name))
+            if layer_norm:  # after the activation, as RLPD and ReBRAC (and EnsembleMLP) place it
+                layers.append(nn.LayerNorm(hidden))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = hidden
@@ -53,6 +62,31 @@ class MLP(nn.Sequential):
         if output_activation is not None:
             layers.append(activation(output_activation))
         super().__init__(*layers)
+        linears = [m for m in self if isinstance(m, nn.Linear)]
+        initialize(
+            [(m.weight.T.unsqueeze(0), m.bias.unsqueeze(0)) for m in linears], init=init, last_layer_scale=last_layer_scale
+        )
+
+
+@torch.no_grad()
+def initialize(layers: list[tuple[torch.Tensor, torch.Tensor]], *, init: str, last_layer_scale: float | None) -> None:
+    """Initialize ``[E, in, out]`` weights and ``[E, 1|-, out]`` biases in place (views of nn.Linear work too)."""
+    if init not in ("default", "orthogonal", "edac"):
+        raise ValueError(f"unknown init {init!r}: choose default, orthogonal or edac")
+    for index, (weight, bias) in enumerate(layers):
+        last = index == len(layers) - 1
+        if init == "orthogonal":
+            gain = last_layer_scale if last and last_layer_scale is not None else (math.sqrt(2) if not last else 1.0)
+            for member in range(weight.shape[0]):
+                matrix = torch.empty(weight.shape[2], weight.shape[1])
+                nn.init.orthogonal_(matrix, gain=gain)
+                weight[member].copy_(matrix.T)
+            bias.zero_()
+        elif last and last_layer_scale is not None:
+            weight.uniform_(-last_layer_scale, last_layer_scale)
+            bias.uniform_(-last_layer_scale, last_layer_scale)
+        elif init == "edac" and not last:
+            bias.fill_(0.1)
 
 
 class EnsembleLinear(nn.Module):
@@ -93,6 +127,8 @@ class EnsembleMLP(nn.Module):
         *,
         activation_name: str = "relu",
         layer_norm: bool = False,
+        init: str = "default",
+        last_layer_scale: float | None = None,
     ) -> None:
         super().__init__()
         self.ensemble_size = ensemble_size
@@ -100,16 +136,22 @@ class EnsembleMLP(nn.Module):
         self.layers = nn.ModuleList(EnsembleLinear(ensemble_size, a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.norms = nn.ModuleList(nn.LayerNorm(w) for w in hidden_dims) if layer_norm else None
         self.act = activation(activation_name)
+        initialize([(layer.weight, layer.bias) for layer in self.layers], init=init, last_layer_scale=last_layer_scale)
 
     def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
         count = self.ensemble_size if members is None else len(range(*members.indices(self.ensemble_size)))
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(count, *x.shape)
+        if self.norms is not None:  # LayerNorm after the activation, as RLPD and ReBRAC place it
+            last = len(self.layers) - 1
+            for index, layer in enumerate(self.layers):
+                x = layer(x, members)
+                if index < last:
+                    x = self.norms[index](self.act(x))
+            return x
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
             x = layer(x, members)
             if index < last:
-                if self.norms is not None:
-                    x = self.norms[index](x)
                 x = self.act(x)
         return x

@@ -29,6 +29,7 @@ class Collector:
     def reset(self, seed: int) -> None:
         self.observations, _ = self.envs.reset(seed=[seed + i for i in range(self.num_envs)])
         self.envs.action_space.seed(seed)
+        self.started = False
         self.running_return = np.zeros(self.num_envs)
         self.finished_returns: list[float] = []
 
@@ -37,12 +38,19 @@ class Collector:
         if policy is None:
             actions = self.envs.action_space.sample()
         else:
+            if not self.started and hasattr(policy, "start_episode"):
+                policy.start_episode(None)
+                self.started = True
             actions = policy(self.observations)
             space = self.envs.single_action_space
             if isinstance(space, gym.spaces.Box):
                 actions = np.clip(actions, space.low, space.high)
         next_observations, rewards, terminated, truncated, infos = self.envs.step(actions)
         done = terminated | truncated
+        if policy is not None and hasattr(policy, "observe"):
+            policy.observe(rewards)
+            if done.any():
+                policy.start_episode(np.flatnonzero(done))
         final = _with_final_observations(next_observations, infos, done)
         self.buffer.add(
             observations=self.observations,

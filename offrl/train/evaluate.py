@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from offrl.errors import OffrlError
+from offrl.rollout import to_tensor
 from offrl.zoo.scores import normalized_score, reference_returns
 
 PolicyFn = Callable[[Any], np.ndarray]
@@ -79,11 +80,17 @@ def evaluate(
 ) -> EvalResult | None:
     """Run exactly ``episodes`` episodes, split evenly over the vector's slots (no bias to short episodes).
 
-    Returns ``None`` when ``should_stop`` asks to abort.
+    ``policy`` is a callable, optionally with ``start_episode(indices)`` and
+    ``observe(rewards)`` (a ``RolloutPolicy`` with state). Returns ``None``
+    when ``should_stop`` asks to abort.
     """
     num_envs = envs.num_envs
     quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
     observations, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
+    start_episode = getattr(policy, "start_episode", None)
+    observe = getattr(policy, "observe", None)
+    if start_episode is not None:
+        start_episode(None)
     running_return = np.zeros(num_envs)
     running_length = np.zeros(num_envs, dtype=np.int64)
     returns: list[float] = []
@@ -97,9 +104,14 @@ def evaluate(
         if isinstance(action_space, gym.spaces.Box):
             actions = np.clip(actions, action_space.low, action_space.high)
         observations, rewards, terminated, truncated, _ = envs.step(actions)
+        if observe is not None:
+            observe(rewards)
         running_return += rewards
         running_length += 1
-        for index in np.flatnonzero(terminated | truncated):
+        finished = np.flatnonzero(terminated | truncated)
+        if start_episode is not None and len(finished):
+            start_episode(finished)
+        for index in finished:
             if done_count[index] < quota[index]:
                 returns.append(float(running_return[index]))
                 lengths.append(int(running_length[index]))
@@ -136,11 +148,3 @@ def torch_policy(act: Callable[[Any], torch.Tensor], device: torch.device) -> Po
             return act(to_tensor(observations, device)).cpu().numpy()
 
     return policy
-
-
-def to_tensor(observations: Any, device: torch.device) -> Any:
-    if isinstance(observations, dict):
-        return {k: to_tensor(v, device) for k, v in observations.items()}
-    array = np.asarray(observations)
-    dtype = torch.uint8 if array.dtype == np.uint8 else torch.float32
-    return torch.as_tensor(array, device=device).to(dtype)

@@ -79,7 +79,38 @@ def prepare_training_data(algo: Algorithm, dataset: Dataset) -> tuple[Batch, dic
     )
     if scale != 1.0:
         data.rewards = data.rewards * scale
+    needs = algo.dataset_columns()
+    if "mc_returns" in needs:
+        # scaled like the rewards the critic is trained on
+        data.mc_returns = torch.as_tensor(dataset.returns_to_go(needs["mc_returns"]) * scale, device=algo.device)
+    if "next_actions" in needs:
+        data.next_actions = torch.as_tensor(dataset.next_actions(), device=algo.device)
+    algo.set_dataset_info(dataset_info(dataset, scale))
     return data, {"reward_scale": scale}
+
+
+def make_offline_sampler(algo: Algorithm, dataset: Dataset, *, seed: int):
+    """The sampler of the algorithm's batch kind over ``dataset``, with normalization and extra columns set."""
+    data, info = prepare_training_data(algo, dataset)
+    if algo.batch_kind == "sequences":
+        from offrl.data.sequences import SequenceSampler
+
+        del data
+        return SequenceSampler(dataset, algo.config.context_length, algo.config.batch_size, device=algo.device, seed=seed), info
+    from offrl.data.sampler import UniformSampler
+
+    return UniformSampler(data, algo.config.batch_size, seed=seed), info
+
+
+def dataset_info(dataset: Dataset, reward_scale: float = 1.0) -> dict[str, float]:
+    """What an algorithm may know of its data: return and length statistics (returns as trained on)."""
+    returns, lengths = dataset.episode_returns() * reward_scale, dataset.episode_lengths()
+    return {
+        "max_return": float(returns.max()),
+        "mean_return": float(returns.mean()),
+        "max_episode_length": int(lengths.max()),
+        "reward_scale": reward_scale,
+    }
 
 
 def eval_seed(seed: int, step: int) -> int:

@@ -39,13 +39,14 @@ from offrl.data.dataset import Dataset
 from offrl.data.formats import save_dataset
 from offrl.data.replay import ReplayBuffer
 from offrl.data.sampler import MixedSampler, UniformSampler
+from offrl.data.sequences import SequenceSampler
 from offrl.data.validation import check_actions
 from offrl.errors import CheckpointError, OffrlError
 from offrl.io import atomic_path, write_json
 from offrl.spaces import space_to_json
 from offrl.train import checkpoint as ckpt
 from offrl.train.collector import Collector
-from offrl.train.evaluate import EvalResult, check_env_compatible, evaluate, make_vector_env, torch_policy
+from offrl.train.evaluate import EvalResult, check_env_compatible, evaluate, make_vector_env
 from offrl.train.logging import MetricsLogger
 from offrl.train.plot import plot_run
 from offrl.train.progress import TrainingProgress
@@ -55,7 +56,7 @@ from offrl.train.run import (
     MetricAccumulator,
     default_run_dir,
     eval_seed,
-    prepare_training_data,
+    make_offline_sampler,
     read_run_config,
     stop_on_interrupt,
 )
@@ -259,11 +260,11 @@ def train(
         if dataset is not None:
             check_actions(dataset.source, dataset.actions, eval_vector.single_action_space)
 
+    if algo.batch_kind == "sequences" and schedule.has_online_phase:
+        raise OffrlError(f"{algo.name} trains on episode windows of a dataset: it has no online or hybrid mode")
     offline_sampler, data_info, fingerprint, behaviour_return = None, {"reward_scale": 1.0}, None, None
     if dataset is not None:
-        data, data_info = prepare_training_data(algo, dataset)
-        offline_sampler = UniformSampler(data, algo.config.batch_size, seed=seed)
-        del data
+        offline_sampler, data_info = make_offline_sampler(algo, dataset, seed=seed)
         fingerprint = dataset.fingerprint()
         behaviour_return = float(dataset.episode_returns().mean())
     if init_from is not None and not resume:
@@ -361,8 +362,8 @@ def train(
     if schedule.has_online_phase:
         collector = Collector(env, schedule.num_envs, buffer, seed=eval_seed(seed + 7, start_step))
     logger = MetricsLogger(run_dir, resume_step=start_step if resume else None, tensorboard=tensorboard)
-    greedy = torch_policy(algo.act, algo.device)
-    explore = torch_policy(lambda obs: algo.act(obs, deterministic=False), algo.device)
+    greedy = algo.rollout_policy(eval_vector.num_envs if eval_vector is not None else 1, deterministic=True)
+    explore = algo.rollout_policy(schedule.num_envs, deterministic=False)
     metadata = dataset.metadata if dataset is not None else {}
 
     def run_eval(step: int, stop) -> EvalResult | None:
@@ -549,7 +550,7 @@ def _resume(
     fingerprint: str | None,
     dataset: Dataset | None,
     run_dir: Path,
-    sampler: UniformSampler | None,
+    sampler: UniformSampler | SequenceSampler | None,
     metrics: MetricAccumulator,
 ) -> tuple[int, bool, dict[str, Any]]:
     saved = read_run_config(run_dir)

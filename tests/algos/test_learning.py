@@ -3,6 +3,11 @@
 The behaviour policy (scripted controller + heavy noise) scores about -490;
 the noise-free controller about -145. A policy that learned anything from
 the data scores far above the behaviour.
+
+The papers' settings are for 1M steps on MuJoCo; to learn Pendulum in a
+couple of thousand steps on a CPU the tests use small networks (64x64) and,
+where noted, faster learning rates. The algorithms are otherwise as
+registered. Each setting was checked to clear the margin with room to spare.
 """
 
 from __future__ import annotations
@@ -12,18 +17,41 @@ import pytest
 import offrl
 
 MARGIN = 150.0
-STEPS = {"bc": 5000, "td3_bc": 5000, "iql": 5000}
+SMALL = {"hidden_dims": (64, 64)}
+FAST = {"actor_lr": 1e-3, "critic_lr": 1e-3}  # the papers' 3e-4 (CQL's actor: 3e-5) are tuned for 1M steps
+CONSERVATIVE = {**SMALL, **FAST, "alpha_lr": 1e-3, "batch_size": 128, "num_sampled_actions": 5}
+SETTINGS = {
+    "bc": (2000, SMALL),
+    "td3_bc": (3000, SMALL),
+    "iql": (3000, {**SMALL, **FAST, "value_lr": 1e-3}),
+    "awac": (2000, {**SMALL, **FAST}),
+    "crr": (3000, {**SMALL, "target_update": "soft", "num_critics": 2}),  # d3rlpy's hard copies oscillate here
+    "rebrac": (3000, {**SMALL, "batch_size": 256}),
+    "bcq": (2000, {**SMALL, "vae_hidden_dims": (64, 64)}),
+    "plas": (4000, {**SMALL, "vae_hidden_dims": (64, 64), "vae_pretrain_steps": 1500, "actor_lr": 1e-3, "vae_lr": 1e-3, "batch_size": 256}),
+    "cql": (2000, CONSERVATIVE),
+    "cal_ql": (2000, CONSERVATIVE),
+    "sac_n": (3000, {**SMALL, **FAST, "num_critics": 5}),
+    "edac": (3000, {**SMALL, **FAST, "num_critics": 5}),
+    "dt": (3000, {"embed_dim": 64, "context_length": 5, "num_layers": 1, "batch_size": 64, "warmup_steps": 100, "lr": 1e-3, "dropout": 0.0}),
+}
 
 
-@pytest.mark.parametrize("name", sorted(STEPS))
+def test_every_offline_algorithm_has_a_learning_test():
+    offline = {cls.name for cls in offrl.list_algos() if not cls.online and cls.action_type == "continuous"}
+    assert offline <= set(SETTINGS), offline - set(SETTINGS)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_policy_beats_the_behaviour_policy(name, pendulum_learning_dataset, tmp_path):
     ds = pendulum_learning_dataset
-    algo = offrl.make_algo(name, ds.observation_space, ds.action_space, seed=0)
+    steps, overrides = SETTINGS[name]
+    algo = offrl.make_algo(name, ds.observation_space, ds.action_space, seed=0, **overrides)
     result = offrl.train_offline(
         algo,
         ds,
         env="Pendulum-v1",
-        steps=STEPS[name],
+        steps=steps,
         eval_every=0,
         eval_episodes=20,
         run_dir=tmp_path / name,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from offrl.algos import list_algos, make_algo
-from offrl.data import Dataset, UniformSampler
+from offrl.algos import get_algo_class, list_algos, make_algo
+from offrl.data import Dataset
 from offrl.errors import CheckpointError
 from offrl.train.checkpoint import load_algo, save_checkpoint
+from offrl.train.run import make_offline_sampler
 from tests.conftest import random_dataset
 
 ALGOS = [cls.name for cls in list_algos()]
@@ -28,10 +31,19 @@ def dataset_for(name: str, *, dict_observations: bool = False) -> Dataset:
     return ds
 
 
+# small networks, and per-algorithm settings so four updates reach every phase of the update
+SMALL = {"batch_size": 32, "hidden_dims": (32, 32), "vae_hidden_dims": (32, 32), "embed_dim": 16, "context_length": 5}
+SMOKE = {"plas": {"vae_pretrain_steps": 2}, "cql": {"bc_steps": 1}, "dt": {"warmup_steps": 2}}
+
+
 def build(name: str, ds: Dataset, seed: int = 0):
-    algo = make_algo(name, ds.observation_space, ds.action_space, seed=seed, batch_size=32, hidden_dims=(32, 32))
+    cls = get_algo_class(name)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    overrides = {k: v for k, v in {**SMALL, **SMOKE.get(name, {})}.items() if k in fields}
+    algo = make_algo(name, ds.observation_space, ds.action_space, seed=seed, **overrides)
     algo.total_updates = 100
-    return algo, UniformSampler(ds.to("cpu"), 32, seed=seed)
+    sampler, _ = make_offline_sampler(algo, ds, seed=seed)
+    return algo, sampler
 
 
 def train_steps(algo, sampler, n: int) -> list[dict[str, float]]:

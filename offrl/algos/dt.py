@@ -1,0 +1,193 @@
+"""Decision Transformer: a causal transformer over (return-to-go, state, action) tokens.
+
+Chen et al. 2021, "Decision Transformer: Reinforcement Learning via Sequence
+Modeling", with CORL's locomotion settings: context 20, embedding 128, three
+layers, one head, dropout 0.1, AdamW (1e-4, weight decay 1e-4) with a 10,000
+step linear warm-up, gradient clipping 0.25, batch 64, returns scaled by
+1/1000. The action of each step is predicted from its state token, trained
+by MSE on real (unpadded) steps. Acting is conditioned on a target return
+(default: the dataset's best episode return) that decreases by each reward
+received, with the last ``context_length`` steps as context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from offrl.algos.base import Algorithm
+from offrl.algos.common import evaluating
+from offrl.algos.registry import register
+from offrl.data.sequences import SequenceBatch
+from offrl.data.tree import tree_map
+from offrl.rollout import RolloutPolicy, to_tensor
+
+
+@dataclasses.dataclass
+class DTConfig:
+    context_length: int = 20  # K: steps in a training window and in the acting context
+    embed_dim: int = 128  # token width
+    num_layers: int = 3  # transformer blocks
+    num_heads: int = 1  # attention heads
+    dropout: float = 0.1  # dropout on embeddings, attention and residuals
+    max_timestep: int = 1000  # size of the timestep embedding; later steps share the last one
+    lr: float = 1e-4  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW weight decay
+    warmup_steps: int = 10_000  # linear learning-rate warm-up
+    grad_clip: float = 0.25  # gradient-norm clip
+    return_scale: float = 0.001  # returns-to-go are multiplied by this before embedding
+    target_return: float | None = None  # return to condition on when acting; None: the dataset's best episode
+    batch_size: int = 64  # windows per gradient step
+    normalize_observations: bool = True  # standardize states with dataset statistics
+
+
+class DecisionTransformerModel(nn.Module):
+    def __init__(self, obs_dim: int, action_dim: int, cfg: DTConfig) -> None:
+        super().__init__()
+        d = cfg.embed_dim
+        self.num_heads = cfg.num_heads
+        self.embed_timestep = nn.Embedding(cfg.max_timestep, d)
+        self.embed_return = nn.Linear(1, d)
+        self.embed_state = nn.Linear(obs_dim, d)
+        self.embed_action = nn.Linear(action_dim, d)
+        self.embed_norm = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(cfg.dropout)
+        block = nn.TransformerEncoderLayer(
+            d, cfg.num_heads, 4 * d, cfg.dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(block, cfg.num_layers, enable_nested_tensor=False)
+        self.final_norm = nn.LayerNorm(d)
+        self.predict_action = nn.Sequential(nn.Linear(d, action_dim), nn.Tanh())
+        self.max_timestep = cfg.max_timestep
+
+    def forward(self, states, actions, returns_to_go, timesteps, mask) -> torch.Tensor:
+        """All inputs ``[B, K, ...]``; returns the predicted action at every step, ``[B, K, A]``."""
+        batch, length = mask.shape
+        time = self.embed_timestep(timesteps.clamp(max=self.max_timestep - 1))
+        tokens = torch.stack(
+            [
+                self.embed_return(returns_to_go.unsqueeze(-1)) + time,
+                self.embed_state(states) + time,
+                self.embed_action(actions) + time,
+            ],
+            dim=2,
+        ).reshape(batch, 3 * length, -1)
+        tokens = self.dropout(self.embed_norm(tokens))
+        hidden = self.blocks(tokens, mask=attention_mask(mask, self.num_heads))
+        hidden = self.final_norm(hidden).reshape(batch, length, 3, -1)
+        return self.predict_action(hidden[:, :, 1])
+
+
+def attention_mask(mask: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Causal over the 3K tokens, and padded steps hidden. A large finite negative (not -inf), as
+    GPT-2's mask in the reference code, so a padded query's softmax stays defined."""
+    steps = mask.repeat_interleave(3, dim=1)  # [B, 3K]
+    size = steps.shape[1]
+    causal = torch.ones(size, size, dtype=torch.bool, device=mask.device).tril()
+    allowed = causal[None] & steps[:, None, :]
+    bias = torch.zeros(allowed.shape, device=mask.device).masked_fill(~allowed, -1e9)
+    return bias.repeat_interleave(num_heads, dim=0)
+
+
+@register("dt", paper="Chen et al. 2021, Decision Transformer: Reinforcement Learning via Sequence Modeling")
+class DecisionTransformer(Algorithm):
+    Config = DTConfig
+    batch_kind = "sequences"
+
+    def __init__(self, observation_space, action_space, config: DTConfig) -> None:
+        super().__init__(observation_space, action_space, config)
+        self.model = DecisionTransformerModel(self.encoder.out_dim, self.action_dim, config)
+        self.register_buffer("target_return", torch.tensor(float(config.target_return or 0.0)))
+        self.optimizers = {
+            "model": torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        }
+
+    def set_dataset_info(self, info: dict[str, float]) -> None:
+        if self.config.target_return is None:
+            self.target_return.fill_(info["max_return"])
+
+    def encode_steps(self, observations: Any) -> torch.Tensor:
+        """``[B, K, ...]`` observations through the (normalizing) encoder, ``[B, K, F]``."""
+        leading = next(iter(observations.values())) if isinstance(observations, dict) else observations
+        batch, length = leading.shape[:2]
+        flat = tree_map(lambda t: t.reshape(batch * length, *t.shape[2:]), observations)
+        return self.encoder(flat).reshape(batch, length, -1)
+
+    def update(self, batch: SequenceBatch) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        states = self.encode_steps(batch.observations)
+        actions = self.action_scaler.normalize(batch.actions) * batch.mask.unsqueeze(-1)
+        predicted = self.model(states, actions, batch.returns_to_go * cfg.return_scale, batch.timesteps, batch.mask)
+        weights = batch.mask.unsqueeze(-1).float()
+        loss = ((predicted - actions).pow(2) * weights).sum() / (weights.sum() * self.action_dim)
+        optimizer = self.optimizers["model"]
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (self.num_updates + 1) / max(cfg.warmup_steps, 1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        self.num_updates += 1
+        return {"action_mse": loss.detach()}
+
+    def rollout_policy(self, num_envs: int, *, deterministic: bool = True) -> RolloutPolicy:
+        return DTRollout(self, num_envs)
+
+    @torch.no_grad()
+    def act(self, observations, deterministic: bool = True) -> torch.Tensor:
+        """Each observation as the first step of an episode, conditioned on the target return."""
+        states = self.encoder(observations).unsqueeze(1)
+        batch = states.shape[0]
+        zeros = torch.zeros(batch, 1, self.action_dim, device=states.device)
+        returns = (self.target_return * self.config.return_scale).expand(batch, 1)
+        timesteps = torch.zeros(batch, 1, dtype=torch.long, device=states.device)
+        mask = torch.ones(batch, 1, dtype=torch.bool, device=states.device)
+        with evaluating(self.model):
+            return self.action_scaler.denormalize(self.model(states, zeros, returns, timesteps, mask)[:, -1])
+
+
+class DTRollout(RolloutPolicy):
+    """Per-environment contexts of the last K steps; the return-to-go falls by each observed reward."""
+
+    def __init__(self, algo: DecisionTransformer, num_envs: int) -> None:
+        self.algo = algo
+        cfg = algo.config
+        device = algo.device
+        self.length = cfg.context_length
+        self.states = torch.zeros(num_envs, self.length, algo.encoder.out_dim, device=device)
+        self.actions = torch.zeros(num_envs, self.length, algo.action_dim, device=device)
+        self.returns = torch.zeros(num_envs, self.length, device=device)
+        self.timesteps = torch.zeros(num_envs, self.length, dtype=torch.long, device=device)
+        self.mask = torch.zeros(num_envs, self.length, dtype=torch.bool, device=device)
+        self.current_return = torch.zeros(num_envs, device=device)
+        self.current_step = torch.zeros(num_envs, dtype=torch.long, device=device)
+
+    def start_episode(self, env_indices: np.ndarray | None = None) -> None:
+        rows = slice(None) if env_indices is None else torch.as_tensor(env_indices, device=self.mask.device)
+        self.mask[rows] = False
+        self.current_return[rows] = self.algo.target_return
+        self.current_step[rows] = 0
+
+    @torch.no_grad()
+    def __call__(self, observations: Any) -> np.ndarray:
+        algo = self.algo
+        for buffer in (self.states, self.actions, self.returns, self.timesteps, self.mask):
+            buffer.copy_(torch.roll(buffer, shifts=-1, dims=1))
+        self.states[:, -1] = algo.encoder(to_tensor(observations, algo.device))
+        self.actions[:, -1] = 0.0
+        self.returns[:, -1] = self.current_return * algo.config.return_scale
+        self.timesteps[:, -1] = self.current_step
+        self.mask[:, -1] = True
+        with evaluating(algo.model):
+            predicted = algo.model(self.states, self.actions * self.mask.unsqueeze(-1), self.returns, self.timesteps, self.mask)
+        action = predicted[:, -1]
+        self.actions[:, -1] = action
+        return algo.action_scaler.denormalize(action).cpu().numpy()
+
+    def observe(self, rewards: np.ndarray) -> None:
+        self.current_return -= torch.as_tensor(rewards, dtype=torch.float32, device=self.current_return.device)
+        self.current_step += 1

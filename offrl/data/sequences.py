@@ -1,0 +1,80 @@
+"""Windows of consecutive steps from one episode, for sequence models (Decision Transformer).
+
+A start row is drawn uniformly over the dataset (so episodes are drawn in
+proportion to their length, as Decision Transformer does), the window takes
+up to ``length`` rows from there without crossing the episode's end, and a
+short window is padded on the left, so its last position is always a real
+step. ``mask`` marks real steps. Returns-to-go are undiscounted sums of the
+episode's remaining rewards in the data; an episode cut off by a timeout
+sums to its last recorded reward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from offrl.data.dataset import Dataset
+from offrl.data.tree import tree_map
+
+TensorTree = torch.Tensor | dict[str, torch.Tensor]
+
+
+@dataclasses.dataclass
+class SequenceBatch:
+    observations: TensorTree  # [B, K, ...]
+    actions: torch.Tensor  # [B, K, A] (or [B, K] for discrete actions)
+    returns_to_go: torch.Tensor  # [B, K]
+    timesteps: torch.Tensor  # [B, K], int64, step index within the episode
+    mask: torch.Tensor  # [B, K], bool, True at real (not padded) steps
+
+    def __len__(self) -> int:
+        return len(self.mask)
+
+
+class SequenceSampler:
+    def __init__(self, dataset: Dataset, length: int, batch_size: int, *, device: torch.device | str = "cpu", seed: int = 0) -> None:
+        if length < 1:
+            raise ValueError(f"sequence length must be positive, got {length}")
+        self.length, self.batch_size = length, batch_size
+        self.device = torch.device(device)
+        starts, stops = dataset.episode_bounds
+        lengths = stops - starts
+        episode_of_row = np.repeat(np.arange(len(starts)), lengths)
+        data = dataset.to(self.device)
+        self.observations, self.actions = data.observations, data.actions
+        self.returns_to_go = torch.as_tensor(dataset.returns_to_go(1.0), device=self.device)
+        self.timesteps = torch.as_tensor(np.arange(len(dataset)) - starts[episode_of_row], device=self.device)
+        self.stops = torch.as_tensor(stops[episode_of_row], device=self.device)
+        self.size = len(dataset)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self._positions = torch.arange(length, device=self.device)
+
+    def sample(self) -> SequenceBatch:
+        start = torch.randint(self.size, (self.batch_size,), device=self.device, generator=self.generator)
+        steps = torch.minimum(self.stops[start] - start, torch.tensor(self.length, device=self.device))
+        offsets = self._positions[None, :] - (self.length - steps)[:, None]  # negative: left padding
+        mask = offsets >= 0
+        rows = start[:, None] + offsets.clamp(min=0)
+
+        def gather(column: torch.Tensor) -> torch.Tensor:
+            values = column[rows]
+            pad = mask.reshape(*mask.shape, *([1] * (values.dim() - 2)))
+            return torch.where(pad, values, torch.zeros((), dtype=values.dtype, device=values.device))
+
+        return SequenceBatch(
+            observations=tree_map(gather, self.observations),
+            actions=gather(self.actions),
+            returns_to_go=gather(self.returns_to_go),
+            timesteps=gather(self.timesteps),
+            mask=mask,
+        )
+
+    def get_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
