@@ -42,7 +42,9 @@ def train_behaviour(env_id: str, *, steps: int, work: Path, snapshots: int = 30,
     algo = make_algo("sac", env.observation_space, env.action_space, seed=seed, **SAC_CONFIG)
     start = time.perf_counter()
     run_dir = work / "run"
-    train_online(
+    log = work / "training.json"
+    before = json.loads(log.read_text()) if log.is_file() else {"seconds": 0.0}  # earlier, resumed parts
+    result = train_online(
         algo,
         env_id,
         steps=steps,
@@ -54,7 +56,8 @@ def train_behaviour(env_id: str, *, steps: int, work: Path, snapshots: int = 30,
         run_dir=run_dir,
         resume=(run_dir / "config.json").is_file(),
     )
-    write_json(work / "training.json", {"env_id": env_id, "steps": steps, "seconds": time.perf_counter() - start})
+    seconds = before["seconds"] + time.perf_counter() - start
+    write_json(log, {"env_id": env_id, "steps": result.step, "seconds": seconds, "threads": torch.get_num_threads()})
     return run_dir
 
 
