@@ -1,5 +1,5 @@
 """Foundation numbers: HDF5 load time of 1M Hopper-sized transitions, batch sampling time,
-and gradient steps per second of every registered algorithm (batch 256, 256x256 networks).
+and gradient steps per second of every registered algorithm with its paper defaults.
 
     python benchmarks/foundation.py            # full: 1M transitions, 2,000 timed steps per algorithm
     python benchmarks/foundation.py --quick    # 100k transitions, 300 steps
@@ -11,22 +11,24 @@ benchmarks/results/foundation.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import h5py
 import numpy as np
 import torch
 
 import offrl
 from offrl.data import UniformSampler, load_dataset
+from offrl.train.run import make_offline_sampler
 
-RESULTS = Path(__file__).parent / "results" / "foundation.md"
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS_DIR, markdown_table, record  # noqa: E402
+
+RESULTS = RESULTS_DIR / "foundation.md"
 
 
 def write_hopper_sized_d4rl(path: Path, n: int) -> None:
@@ -53,29 +55,18 @@ def time_load(path: Path, repeats: int) -> list[float]:
     return times
 
 
-def time_algo(name: str, dataset, steps: int, warmup: int) -> float:
+def time_algo(name: str, dataset, steps: int, warmup: int) -> tuple[float, str]:
     algo = offrl.make_algo(name, dataset.observation_space, dataset.action_space, seed=0)
     algo.total_updates = steps + warmup
-    from offrl.train.run import prepare_training_data
-
-    data, _ = prepare_training_data(algo, dataset)
-    sampler = UniformSampler(data, algo.config.batch_size, seed=0)
+    sampler, _ = make_offline_sampler(algo, dataset, seed=0)
     for _ in range(warmup):
         algo.update(sampler.sample())
     start = time.perf_counter()
     for _ in range(steps):
         algo.update(sampler.sample())
-    return steps / (time.perf_counter() - start)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
+    speed = steps / (time.perf_counter() - start)
+    cfg = algo.config
+    return speed, f"batch {cfg.batch_size}, hidden {list(getattr(cfg, 'hidden_dims', [getattr(cfg, 'embed_dim', '?')]))}"
 
 
 def main() -> None:
@@ -99,23 +90,12 @@ def main() -> None:
         sampler.sample()
     rows.append(("sample a batch of 256", f"{(time.perf_counter() - start) / 2000 * 1e6:.1f} us", ""))
     for name in [cls.name for cls in offrl.list_algos()]:
-        speeds = [time_algo(name, dataset, steps, warmup=50) for _ in range(3)]
-        rows.append((f"{name}: gradient steps/s (batch 256, 256x256)", f"{statistics.median(speeds):.0f}", f"runs: {', '.join(f'{s:.0f}' for s in speeds)}"))
+        timed = [time_algo(name, dataset, steps, warmup=50) for _ in range(3)]
+        speeds = [speed for speed, _ in timed]
+        rows.append((f"{name}: gradient steps/s ({timed[0][1]})", f"{statistics.median(speeds):.0f}", f"runs: {', '.join(f'{s:.0f}' for s in speeds)}"))
 
-    header = (
-        f"## {time.strftime('%Y-%m-%d')} — {'quick' if args.quick else 'full'}\n\n"
-        f"machine: {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
-        f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
-        f"gymnasium {gym.__version__}, h5py {h5py.__version__}, offrl {offrl.__version__}\n"
-    )
-    table = ["| measure | value | spread |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    text = header + "\n" + "\n".join(table) + "\n"
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a") as handle:
-        if handle.tell() == 0:
-            handle.write("# Foundation benchmark results\n\nRecorded by `python benchmarks/foundation.py`.\n\n")
-        handle.write(text + "\n")
+    table = markdown_table(["measure", "value", "spread"], [list(row) for row in rows])
+    record(RESULTS, "Foundation benchmark results", "quick" if args.quick else "full", f"h5py {h5py.__version__}\n\n{table}")
 
 
 if __name__ == "__main__":
