@@ -2,7 +2,7 @@
 and gradient steps per second of every registered algorithm with its paper defaults.
 
     python benchmarks/foundation.py            # full: 1M transitions, 2,000 timed steps per algorithm
-    python benchmarks/foundation.py --quick    # 100k transitions, 300 steps
+    python benchmarks/foundation.py --quick    # 100k transitions, 100 steps, one run per algorithm
 
 Prints a table and appends it, with machine, versions and date, to
 benchmarks/results/foundation.md.
@@ -66,7 +66,8 @@ def time_algo(name: str, dataset, steps: int, warmup: int) -> tuple[float, str]:
         algo.update(sampler.sample())
     speed = steps / (time.perf_counter() - start)
     cfg = algo.config
-    return speed, f"batch {cfg.batch_size}, hidden {list(getattr(cfg, 'hidden_dims', [getattr(cfg, 'embed_dim', '?')]))}"
+    width = f"hidden {list(cfg.hidden_dims)}" if hasattr(cfg, "hidden_dims") else f"embed {cfg.embed_dim}"
+    return speed, f"batch {cfg.batch_size}, {width}"
 
 
 def main() -> None:
@@ -74,7 +75,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     n = 100_000 if args.quick else 1_000_000
-    steps = 300 if args.quick else 2_000
+    steps, repeats = (100, 1) if args.quick else (2_000, 3)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "hopper-sized.hdf5"
@@ -90,7 +91,7 @@ def main() -> None:
         sampler.sample()
     rows.append(("sample a batch of 256", f"{(time.perf_counter() - start) / 2000 * 1e6:.1f} us", ""))
     for name in [cls.name for cls in offrl.list_algos()]:
-        timed = [time_algo(name, dataset, steps, warmup=50) for _ in range(3)]
+        timed = [time_algo(name, dataset, steps, warmup=20) for _ in range(repeats)]
         speeds = [speed for speed, _ in timed]
         rows.append((f"{name}: gradient steps/s ({timed[0][1]})", f"{statistics.median(speeds):.0f}", f"runs: {', '.join(f'{s:.0f}' for s in speeds)}"))
 
