@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from offrl.algos.base import Algorithm
-from offrl.algos.common import adam, parameter_lists, repeat_rows, soft_update, step, td_target
+from offrl.algos.common import adam, critic_loss, parameter_lists, repeat_rows, soft_update, step, td_target
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
@@ -97,9 +97,8 @@ class BCQ(Algorithm):
             next_q = soft_clipped_q(self.critic_target(next_features, candidates), cfg.lmbda)
             next_q = next_q.reshape(-1, count).max(dim=1).values
             targets = td_target(batch.rewards, batch.terminals, cfg.discount, next_q)
-        q = self.critic(features, actions)
-        critic_loss = (q - targets).pow(2).mean(dim=1).sum()
-        step(self.optimizers["critic"], critic_loss)
+        loss, critic_metrics = critic_loss(self.critic, features, actions, targets)
+        step(self.optimizers["critic"], loss)
 
         with torch.no_grad():
             proposals = self.vae.decode(features)
@@ -108,7 +107,7 @@ class BCQ(Algorithm):
         for target, online in self._targets:
             soft_update(target, online, cfg.tau)
         self.num_updates += 1
-        metrics.update({"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q_mean": q.detach().mean()})
+        metrics.update({**critic_metrics, "actor_loss": actor_loss.detach()})
         return metrics
 
     @torch.no_grad()

@@ -35,6 +35,13 @@ def td_target(rewards: torch.Tensor, terminals: torch.Tensor, discount: float, n
     return rewards + discount * (1.0 - terminals) * next_values
 
 
+def critic_loss(critic, features: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The critics' TD regression: the sum over the ensemble of each member's MSE, as TD3's code."""
+    q = critic(features, actions)
+    loss = (q - targets).pow(2).mean(dim=1).sum()
+    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     """Asymmetric squared loss: weight ``expectile`` where diff > 0, ``1 - expectile`` elsewhere."""
     weight = torch.where(diff > 0, expectile, 1.0 - expectile)

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 
 from offrl.algos.base import Algorithm
-from offrl.algos.common import adam, advantage_weights, parameter_lists, repeat_rows, soft_update, step, td_target
+from offrl.algos.common import adam, advantage_weights, critic_loss, parameter_lists, repeat_rows, soft_update, step, td_target
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
@@ -85,9 +85,8 @@ class CRR(Algorithm):
             next_features = self.encoder(batch.next_observations)
             next_q = self.critic_target(next_features, self.actor.sample(next_features)).min(dim=0).values
             targets = td_target(batch.rewards, batch.terminals, cfg.discount, next_q)
-        q = self.critic(features, actions)
-        critic_loss = (q - targets).pow(2).mean(dim=1).sum()
-        step(self.optimizers["critic"], critic_loss)
+        loss, critic_metrics = critic_loss(self.critic, features, actions, targets)
+        step(self.optimizers["critic"], loss)
 
         loss, metrics = filtered_regression(self.actor, self.critic, features, actions, cfg)
         step(self.optimizers["actor"], loss)
@@ -96,7 +95,7 @@ class CRR(Algorithm):
             soft_update(*self._critic_target, cfg.tau)
         elif self.num_updates % cfg.target_update_interval == 0:
             soft_update(*self._critic_target, 1.0)
-        metrics.update({"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()})
+        metrics.update(critic_metrics)
         return metrics
 
     @torch.no_grad()

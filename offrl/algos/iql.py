@@ -19,6 +19,7 @@ from offrl.algos.common import (
     adam,
     advantage_weights,
     cosine_lr,
+    critic_loss,
     evaluating,
     expectile_loss,
     parameter_lists,
@@ -63,12 +64,6 @@ def value_loss(
     advantages = q - value(features)
     loss = expectile_loss(advantages, expectile)
     return loss, advantages.detach(), {"value_loss": loss.detach(), "advantage_mean": advantages.detach().mean()}
-
-
-def critic_loss(critic: QEnsemble, features: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor):
-    q = critic(features, actions)
-    loss = (q - targets).pow(2).mean(dim=1).sum()
-    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
 
 def actor_loss(actor, features: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor, deterministic: bool):

@@ -16,7 +16,7 @@ import torch
 
 from offrl.algos.base import Algorithm
 from offrl.algos.bcq import soft_clipped_q
-from offrl.algos.common import adam, parameter_lists, soft_update, step, td_target
+from offrl.algos.common import adam, critic_loss, parameter_lists, soft_update, step, td_target
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
@@ -82,15 +82,14 @@ class PLAS(Algorithm):
             next_features = self.encoder(batch.next_observations)
             next_q = soft_clipped_q(self.critic_target(next_features, self.policy(self.actor_target, next_features)), cfg.lmbda)
             targets = td_target(batch.rewards, batch.terminals, cfg.discount, next_q)
-        q = self.critic(features, actions)
-        critic_loss = (q - targets).pow(2).mean(dim=1).sum()
-        step(self.optimizers["critic"], critic_loss)
+        loss, critic_metrics = critic_loss(self.critic, features, actions, targets)
+        step(self.optimizers["critic"], loss)
 
         actor_loss = -self.critic(features, self.policy(self.actor, features), members=slice(0, 1)).mean()
         step(self.optimizers["actor"], actor_loss)
         for target, online in self._targets:
             soft_update(target, online, cfg.tau)
-        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q_mean": q.detach().mean()}
+        return {**critic_metrics, "actor_loss": actor_loss.detach()}
 
     @torch.no_grad()
     def act(self, observations, deterministic: bool = True) -> torch.Tensor:

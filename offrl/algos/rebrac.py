@@ -20,7 +20,7 @@ import dataclasses
 import torch
 
 from offrl.algos.base import Algorithm
-from offrl.algos.common import adam, parameter_lists, soft_update, step, td_target
+from offrl.algos.common import adam, critic_loss, parameter_lists, soft_update, step, td_target
 from offrl.algos.registry import register
 from offrl.algos.td3 import smoothed_target_actions
 from offrl.data.batch import Batch
@@ -104,10 +104,9 @@ class ReBRAC(Algorithm):
             next_features = self.encoder(batch.next_observations)
             data_next_actions = (batch.next_actions - self.action_scaler.center) / self.action_scaler.half_range
             targets = critic_targets(cfg, self.actor_target, self.critic_target, next_features, actions, data_next_actions, batch)
-        q = self.critic(features, actions)
-        critic_loss = (q - targets).pow(2).mean(dim=1).sum()
-        step(self.optimizers["critic"], critic_loss)
-        metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
+        loss, critic_metrics = critic_loss(self.critic, features, actions, targets)
+        step(self.optimizers["critic"], loss)
+        metrics = critic_metrics
 
         self.num_updates += 1
         if self.num_updates % cfg.policy_freq == 0:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from offrl.algos.base import Algorithm
-from offrl.algos.common import adam, parameter_lists, soft_update, step, td_target
+from offrl.algos.common import adam, critic_loss, parameter_lists, soft_update, step, td_target
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
@@ -51,12 +51,6 @@ class SACConfig:
     init: Literal["default", "edac"] = "default"  # "edac": hidden biases 0.1, small uniform output layers (An et al.)
     batch_size: int = 256  # transitions per gradient step
     normalize_observations: bool = False  # standardize states with dataset statistics (when a dataset is given)
-
-
-def critic_loss(critic: QEnsemble, features, actions, targets) -> tuple[torch.Tensor, dict]:
-    q = critic(features, actions)
-    loss = (q - targets).pow(2).mean(dim=1).sum()
-    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
 
 def gradient_diversity(critic: QEnsemble, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

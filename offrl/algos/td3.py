@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from offrl.algos.base import Algorithm
-from offrl.algos.common import adam, parameter_lists, soft_update, step, td_target
+from offrl.algos.common import adam, critic_loss, parameter_lists, soft_update, step, td_target
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
@@ -45,12 +45,6 @@ def smoothed_target_actions(actor_target, next_features, actions_like, noise: fl
     """TD3's target-policy smoothing: target action plus clipped Gaussian noise."""
     eps = (torch.randn_like(actions_like) * noise).clamp(-clip, clip)
     return (actor_target(next_features) + eps).clamp(-1.0, 1.0)
-
-
-def critic_loss(critic: QEnsemble, features, actions, targets) -> tuple[torch.Tensor, dict]:
-    q = critic(features, actions)
-    loss = (q - targets).pow(2).mean(dim=1).sum()  # sum over critics of each one's MSE, as TD3's code
-    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
 
 def actor_loss(actor, critic: QEnsemble, features, actions, alpha: float) -> tuple[torch.Tensor, dict]:
