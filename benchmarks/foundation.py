@@ -19,7 +19,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 import offrl
 from offrl.data import UniformSampler, load_dataset
