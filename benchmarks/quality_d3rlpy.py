@@ -33,6 +33,8 @@ FIXED = {
     "plas": {"latent_dim": None, "max_latent": 2.0},
     "rebrac": {"normalize_q": True},
     "td3_bc": {"critic_layer_norm": False},
+    "td3": {"critic_layer_norm": False, "alpha": 0.0},
+    "sac": {"critic_layer_norm": False, "backup_entropy": True, "num_target_critics": None, "eta": 0.0},
 }
 
 
@@ -77,6 +79,16 @@ def make_config(algo: str, s: dict[str, Any], job: dict[str, Any]):
         return algos.TD3PlusBCConfig(
             **actor_critic(s), alpha=s["alpha"], target_smoothing_sigma=s["policy_noise"],
             target_smoothing_clip=s["noise_clip"], update_actor_interval=s["policy_freq"], **common,
+        )
+    if algo == "td3":
+        return algos.TD3Config(
+            **actor_critic(s), target_smoothing_sigma=s["policy_noise"], target_smoothing_clip=s["noise_clip"],
+            update_actor_interval=s["policy_freq"], **common,
+        )
+    if algo == "sac":
+        return algos.SACConfig(
+            **actor_critic(s), temp_learning_rate=s["alpha_lr"] if s["learn_alpha"] else 0.0,
+            initial_temperature=s["init_alpha"], **common,
         )
     if algo == "iql":
         if s["value_lr"] != s["critic_lr"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
@@ -81,6 +82,9 @@ class TrainArgs:
     """Start from the weights of a finished run (or a checkpoint)."""
     imports: Annotated[tuple[str, ...], tyro.conf.arg(name="import"), tyro.conf.UseAppendAction] = ()
     """Python module or file to import first (registers custom algorithms); repeatable."""
+    seeds: int = 1
+    """Independent seeds (--seed, --seed + 1, ...) trained one after another, each a complete run in
+    RUN_DIR/seed-N; RUN_DIR/seeds.json summarizes their final evaluations (mean and std over seeds)."""
 
 
 @dataclasses.dataclass
@@ -199,8 +203,78 @@ class DemoArgs:
     """Seed."""
 
 
+SEEDS_FILE = "seeds.json"
+
+
 def cmd_train(args: TrainArgs, argv: Sequence[str]) -> int:
-    import gymnasium as gym
+    if args.seeds != 1 or (args.resume and (Path(args.resume) / SEEDS_FILE).exists()):
+        return _train_seeds(args, argv)
+    return 130 if _train_run(args, argv).interrupted else 0
+
+
+def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
+    """Several seeds of one configuration, one run directory each, and their summary."""
+    import numpy as np
+
+    from offrl.io import write_json
+    from offrl.train.run import FINAL_EVAL
+
+    if args.resume:
+        group = Path(args.resume)
+        if "seeds" in {a.split("=", 1)[0][2:] for a in argv if a.startswith("--")}:
+            raise OffrlError(f"--resume continues {group} with the seeds it was started with: drop --seeds")
+        try:
+            record = json.loads((group / SEEDS_FILE).read_text())
+            seeds, started_with = [int(s) for s in record["seeds"]], list(record["argv"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise OffrlError(f"{group / SEEDS_FILE}: not a readable seed-group record ({error})") from None
+        runs = []
+        for seed in seeds:
+            run_dir = group / f"seed-{seed}"
+            if run_dir.exists():
+                runs.append((seed, dataclasses.replace(args, resume=str(run_dir), seeds=1), argv))
+            else:  # never started (the group was interrupted before it): start it as the group was configured
+                fresh = tyro.cli(TrainArgs, args=started_with)
+                runs.append((seed, dataclasses.replace(fresh, seed=seed, run_dir=str(run_dir), seeds=1), started_with))
+    else:
+        if args.seeds < 1:
+            raise OffrlError(f"--seeds must be at least 1, got {args.seeds}")
+        if not args.algo and not args.config:
+            raise OffrlError("offrl train needs --algo and --dataset and/or --env (or --resume RUN_DIR); see offrl train --help")
+        group = Path(args.run_dir) if args.run_dir else Path("runs") / f"{args.algo or 'run'}-seeds-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (group / SEEDS_FILE).exists() or (group.exists() and any(group.iterdir())):
+            raise OffrlError(f"{group} is not empty: resume it (offrl train --resume {group}) or choose another --run-dir")
+        seeds = [args.seed + k for k in range(args.seeds)]
+        write_json(group / SEEDS_FILE, {"seeds": seeds, "argv": list(argv), "final": None})
+        runs = [(seed, dataclasses.replace(args, seed=seed, run_dir=str(group / f"seed-{seed}"), seeds=1), argv) for seed in seeds]
+
+    finals: dict[str, dict] = {}
+    for index, (seed, run_args, run_argv) in enumerate(runs):
+        print(f"seed {seed} ({index + 1} of {len(runs)}): {run_args.run_dir or run_args.resume}")
+        result = _train_run(run_args, run_argv)
+        if result.interrupted:
+            print(f"interrupted: continue all seeds with: offrl train --resume {group}")
+            return 130
+        final_file = Path(result.run_dir) / FINAL_EVAL  # also there for a seed that had finished before a resume
+        if final_file.exists():
+            final = json.loads(final_file.read_text())
+            finals[str(seed)] = {key: final.get(key) for key in ("mean_return", "normalized_score", "step")}
+    summary: dict = {"seeds": seeds, "argv": json.loads((group / SEEDS_FILE).read_text())["argv"], "final": None}
+    if finals:
+        returns = np.array([f["mean_return"] for f in finals.values()])
+        summary["final"] = {"per_seed": finals, "mean_return": float(returns.mean()), "std_return": float(returns.std())}
+        scores = [f["normalized_score"] for f in finals.values() if f["normalized_score"] is not None]
+        text = f"{returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} seeds"
+        if len(scores) == len(finals):
+            summary["final"].update(normalized_mean=float(np.mean(scores)), normalized_std=float(np.std(scores)))
+            text += f" ({np.mean(scores):.1f} ± {np.std(scores):.1f} normalized)"
+        print(f"policy return: {text}")
+    write_json(group / SEEDS_FILE, summary)
+    print(f"seed runs: {group} (summary in {group / SEEDS_FILE})")
+    return 0
+
+
+def _train_run(args: TrainArgs, argv: Sequence[str]):
 
     from offrl.algos.registry import make_algo
     from offrl.config import parse_assignments, read_config_file
@@ -320,7 +394,7 @@ def cmd_train(args: TrainArgs, argv: Sequence[str]) -> int:
         print(f"policy return: {_result_text(result.final_eval)}")
     if result.learning_curve is not None:
         print(f"learning curve: {result.learning_curve}")
-    return 130 if result.interrupted else 0
+    return result
 
 
 def _offline_ratio(text: str | None) -> float | None | str:

@@ -9,15 +9,51 @@ from collections.abc import Iterable, Iterator
 import torch
 
 
-def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
-    """Adam with the fused kernel (one kernel for all parameters) on CPU and CUDA."""
-    return torch.optim.Adam(list(params), lr=lr, weight_decay=weight_decay, fused=True)
+class Adam(torch.optim.Adam):
+    """torch's fused Adam (one kernel for all parameters), stepped by ``step(optimizer, loss)`` without
+    ``torch.optim``'s per-call bookkeeping. Same update, same ``state_dict``; ``.step()`` still works."""
+
+    def apply(self, grads: Iterable[torch.Tensor | None]) -> None:
+        group = self.param_groups[0]
+        params, kept, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+        for param, grad in zip(group["params"], grads):
+            if grad is None:  # not reached by this loss: left alone, as torch.optim does with p.grad None
+                continue
+            state = self.state[param]
+            if not state:
+                state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            params.append(param)
+            kept.append(grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        if not params:
+            return
+        beta1, beta2 = group["betas"]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(
+            params, kept, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+            weight_decay=group["weight_decay"], eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
+        )
+
+
+def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0) -> Adam:
+    """Adam with the fused kernel on CPU and CUDA; one parameter group."""
+    return Adam(list(params), lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    optimizer.zero_grad(set_to_none=True)
+    """One gradient step of ``optimizer``'s parameters on ``loss``: their ``.grad`` is reset, then the fused step."""
+    params = optimizer.param_groups[0]["params"]
+    for param in params:
+        param.grad = None
     loss.backward()
-    optimizer.step()
+    if isinstance(optimizer, Adam):
+        optimizer.apply([param.grad for param in params])
+    else:
+        optimizer.step()
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from offrl.algos.base import Algorithm
-from offrl.algos.common import adam, parameter_lists, repeat_rows, soft_update, step, td_target
+from offrl.algos.common import adam, parameter_lists, soft_update, step, td_target
 from offrl.algos.registry import register
 from offrl.algos.sac import alpha_loss
 from offrl.data.batch import Batch
@@ -64,8 +64,7 @@ class CQLConfig:
 
 def sample_actions(actor: TanhGaussianPolicy, features: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` sampled actions per state: ``[B, count, A]`` and their log-densities ``[B, count]``."""
-    actions, log_prob = actor.sample(repeat_rows(features, count))
-    return actions.reshape(features.shape[0], count, -1), log_prob.reshape(features.shape[0], count)
+    return actor.sample(features, samples=count)
 
 
 def conservative_penalty(

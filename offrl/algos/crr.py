@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 
 from offrl.algos.base import Algorithm
-from offrl.algos.common import adam, advantage_weights, critic_loss, parameter_lists, repeat_rows, soft_update, step, td_target
+from offrl.algos.common import adam, advantage_weights, critic_loss, parameter_lists, soft_update, step, td_target
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
@@ -48,7 +48,7 @@ def filtered_regression(actor, critic, features, actions, cfg: CRRConfig) -> tup
     with torch.no_grad():
         q = critic(features, actions).min(dim=0).values
         count = cfg.num_sampled_actions
-        sampled = actor.sample(repeat_rows(features, count)).reshape(features.shape[0], count, -1)
+        sampled = actor.sample(features, samples=count)
         q_sampled = critic(features, sampled).min(dim=0).values  # [B, K], one pass
         baseline = q_sampled.mean(dim=1) if cfg.advantage_type == "mean" else q_sampled.max(dim=1).values
         advantage = q - baseline

@@ -91,9 +91,18 @@ class GaussianPolicy(nn.Module):
         mean, log_std = self(features)
         return gaussian_log_prob(mean, log_std, actions)
 
-    def sample(self, features: torch.Tensor) -> torch.Tensor:
-        mean, log_std = self(features)
-        return (mean + torch.randn_like(mean) * log_std.exp()).clamp(-1.0, 1.0)
+    def sample(self, features: torch.Tensor, samples: int | None = None) -> torch.Tensor:
+        """Sampled actions; with ``samples``, that many per state from one forward pass: ``[B, samples, A]``."""
+        mean, log_std = per_sample(self(features), samples)
+        noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype)
+        return (mean + noise * log_std.exp()).clamp(-1.0, 1.0)
+
+
+def per_sample(distribution: tuple[torch.Tensor, torch.Tensor], samples: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and log-std ``[B, A]`` viewed as ``[B, samples, A]`` (no copy), or unchanged when ``samples`` is None."""
+    if samples is None:
+        return distribution
+    return tuple(t.unsqueeze(-2).expand(*t.shape[:-1], samples, t.shape[-1]) for t in distribution)
 
 
 def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -132,8 +141,12 @@ class TanhGaussianPolicy(nn.Module):
     def deterministic(self, features: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self(features)[0])
 
-    def sample(self, features: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self(features)
+    def sample(
+        self, features: torch.Tensor, generator: torch.Generator | None = None, samples: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterized actions and log-densities; with ``samples``, that many per state from one
+        forward pass: ``[B, samples, A]`` and ``[B, samples]``."""
+        mean, log_std = per_sample(self(features), samples)
         noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
         pre_tanh = mean + noise * log_std.exp()
         return torch.tanh(pre_tanh), gaussian_log_prob(mean, log_std, pre_tanh) - tanh_log_det(pre_tanh)

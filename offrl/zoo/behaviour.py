@@ -15,7 +15,6 @@ with a manifest of their returns and the reference returns.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path

@@ -145,3 +145,37 @@ def test_version_and_help(tmp_path):
         assert command in usage
     assert "--eval-every" in offrl("train", "--help", cwd=tmp_path).stdout
     assert os.access(OFFRL, os.X_OK)
+
+
+def test_seeds_train_one_run_per_seed_and_summarize(workdir):
+    common = ["--dataset", "pend.hdf5", "--env", "Pendulum-v1", "--steps", "60", "--eval-every", "0", "--eval-episodes", "2",
+              "--set", "hidden_dims=16,16", "--no-progress"]
+    out = offrl("train", "--algo", "bc", *common, "--seed", "3", "--seeds", "3", "--run-dir", "runs/bc-seeds", cwd=workdir).stdout
+    group = workdir / "runs/bc-seeds"
+    assert sorted(p.name for p in group.iterdir()) == ["seed-3", "seed-4", "seed-5", "seeds.json"]
+    summary = json.loads((group / "seeds.json").read_text())
+    assert summary["seeds"] == [3, 4, 5]
+    per_seed = summary["final"]["per_seed"]
+    assert sorted(per_seed) == ["3", "4", "5"] and all(entry["step"] == 60 for entry in per_seed.values())
+    for seed in ("3", "4", "5"):  # each seed is a normal run: its own config, seed and final evaluation
+        config = json.loads((group / f"seed-{seed}/config.json").read_text())
+        assert config["train"]["seed"] == int(seed)
+        assert json.loads((group / f"seed-{seed}/final_eval.json").read_text())["mean_return"] == per_seed[seed]["mean_return"]
+    returns = [entry["mean_return"] for entry in per_seed.values()]
+    assert summary["final"]["mean_return"] == pytest.approx(sum(returns) / 3)
+    assert len(set(returns)) == 3  # different seeds, different policies
+    assert f"over 3 seeds" in out
+    assert offrl("eval", "runs/bc-seeds/seed-4", "--episodes", "1", cwd=workdir).returncode == 0
+
+    # a group cut short before its last seed started: --resume trains what is missing as configured
+    import shutil
+
+    shutil.rmtree(group / "seed-5")
+    resumed = offrl("train", "--resume", "runs/bc-seeds", "--no-progress", cwd=workdir).stdout
+    assert "seed 5 (3 of 3)" in resumed
+    assert json.loads((group / "seed-5/config.json").read_text())["train"]["seed"] == 5
+    assert sorted(json.loads((group / "seeds.json").read_text())["final"]["per_seed"]) == ["3", "4", "5"]
+
+    again = offrl("train", "--algo", "bc", *common, "--seeds", "2", "--run-dir", "runs/bc-seeds", cwd=workdir, check=False)
+    assert_user_error(again, "runs/bc-seeds is not empty")
+    assert_user_error(offrl("train", "--resume", "runs/bc-seeds", "--seeds", "2", cwd=workdir, check=False), "drop --seeds")

@@ -1,0 +1,255 @@
+"""Training speed of offrl against d3rlpy, side by side: same data, same settings, same run.
+
+    python benchmarks/speed.py --quick                 # a few minutes: one repetition, short intervals
+    python benchmarks/speed.py                         # 3 repetitions, 1M transitions
+    python benchmarks/speed.py --algos td3_bc,cql --reps 5 --device cuda
+
+For every algorithm both libraries implement, gradient steps per second of each library's own
+training loop (offrl's ``train_offline``, d3rlpy's ``fit``: sampling, the update and the loop's
+bookkeeping; no evaluation, no logs to disk beyond offrl's metrics CSV). Each measurement runs in a
+fresh process (d3rlpy in its own virtual environment, ``--d3rlpy-python``; it pins gymnasium 1.0),
+both with the same number of torch threads; within a repetition the two libraries alternate which
+goes first. A process trains ``interval x (intervals + 1)`` steps and reports the rate of every
+interval but the first (warm-up). Settings (widths, batch size, sampled actions) are the papers',
+the same dictionary as ``benchmarks/quality.py``, given to both libraries.
+
+The matmul floor of the TD3+BC step is measured in the same run: every matrix product one
+TD3+BC gradient step needs (critic update every step, actor every second step, forward and
+backward, no wasted weight gradients), each timed alone as a contiguous ``torch.mm`` with the
+same threads, summed. No implementation of that step can be faster than this sum on this machine.
+
+Data: a synthetic D4RL-layout file with Hopper's shapes (1000-step episodes; 1M transitions,
+100k with ``--quick``), read by offrl from the HDF5 file and by d3rlpy from the same arrays as npz.
+The table is appended to benchmarks/results/speed.md with machine, versions and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS_DIR, markdown_table, record  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "speed_d3rlpy.py"
+RESULTS = RESULTS_DIR / "speed.md"
+TITLE = ("Speed benchmark results\n\nRecorded by `python benchmarks/speed.py`: gradient steps per second of each library's "
+         "training loop on the same data with the same settings, median over repetitions [min, max]")
+
+# Steps per timed interval: about 3 s for the slower library on a 2-core CPU.
+INTERVALS = {"bc": 600, "td3": 300, "td3_bc": 300, "sac": 200, "iql": 200, "awac": 120, "crr": 150, "cql": 30,
+             "cal_ql": 30, "bcq": 60, "plas": 60, "rebrac": 40, "dt": 100}
+EXTRA_SETTINGS = {  # online learners trained offline, with the paper widths and batch
+    "td3": {"discount": 0.99, "tau": 0.005, "policy_noise": 0.2, "noise_clip": 0.5, "policy_freq": 2, "num_critics": 2,
+            "hidden_dims": (256, 256), "batch_size": 256, "actor_lr": 3e-4, "critic_lr": 3e-4},
+    "sac": {"hidden_dims": (256, 256), "batch_size": 256, "actor_lr": 3e-4, "critic_lr": 3e-4, "alpha_lr": 3e-4,
+            "discount": 0.99, "tau": 0.005, "init_alpha": 1.0, "learn_alpha": True, "num_critics": 2},
+}
+
+
+def speed_settings(algo: str, interval: int) -> dict[str, Any]:
+    from quality import settings_for
+
+    settings = dict(EXTRA_SETTINGS[algo]) if algo in EXTRA_SETTINGS else settings_for(algo, "hopper-medium", 10**6)
+    if algo == "plas":  # the VAE pre-trains during the warm-up interval only: timed steps are full PLAS steps
+        settings["vae_pretrain_steps"] = interval
+    if algo == "dt":
+        settings["warmup_steps"] = interval
+    return settings
+
+
+# ---------------------------------------------------------------- workers (each in its own process)
+
+
+def offrl_worker(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    import offrl
+
+    torch.set_num_threads(job["threads"])
+    dataset = offrl.load_dataset(job["hdf5"])
+    algo = offrl.make_algo(job["algo"], dataset.observation_space, dataset.action_space, seed=job["seed"],
+                           device=job["device"], **job["settings"])
+    steps = job["interval"] * (job["intervals"] + 1)
+    with tempfile.TemporaryDirectory() as run_dir:
+        offrl.train_offline(algo, dataset, steps=steps, eval_every=0, log_every=job["interval"], seed=job["seed"],
+                            run_dir=run_dir, checkpoint_every=steps, progress=False, tensorboard=False)
+        with open(Path(run_dir) / "metrics.csv") as handle:
+            rates = [float(row["steps_per_sec"]) for row in csv.DictReader(handle)]
+    return {"steps_per_sec": rates[1:], "version": offrl.__version__}
+
+
+def floor_worker(job: dict[str, Any]) -> dict[str, Any]:
+    """Seconds of the matrix products of one TD3+BC step, each timed alone."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    device = torch.device(job["device"])
+    batch, obs, act, hidden = job["batch"], job["obs_dim"], job["act_dim"], job["hidden"]
+    shapes: dict[tuple[int, int, int], float] = {}
+
+    def add(widths: list[int], count: float, *, forward=True, weight_grads=True, input_grads: str = "none") -> None:
+        for index, (k, n) in enumerate(zip(widths[:-1], widths[1:])):
+            if forward:
+                shapes[(batch, k, n)] = shapes.get((batch, k, n), 0) + count
+            if weight_grads:
+                shapes[(k, batch, n)] = shapes.get((k, batch, n), 0) + count
+            if input_grads == "all" or (input_grads == "hidden" and index > 0):
+                shapes[(batch, n, k)] = shapes.get((batch, n, k), 0) + count
+
+    actor, critic = [obs, *hidden, act], [obs + act, *hidden, 1]
+    add(actor, 1, weight_grads=False)  # target actor
+    add(critic, 2, weight_grads=False)  # twin target critics
+    add(critic, 2, input_grads="hidden")  # twin critics, forward and backward
+    add(actor, 0.5, input_grads="hidden")  # actor step every second update: actor forward and backward,
+    add(critic, 0.5, weight_grads=False, input_grads="all")  # Q1 forward and its gradient with respect to the action
+
+    def timed(m: int, k: int, n: int) -> float:
+        a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+        out = torch.empty(m, n, device=device)
+        samples = []
+        for _ in range(7):
+            for _ in range(5):
+                torch.mm(a, b, out=out)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(50):
+                torch.mm(a, b, out=out)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            samples.append((time.perf_counter() - start) / 50)
+        return statistics.median(samples)
+
+    seconds = sum(count * timed(*shape) for shape, count in shapes.items())
+    flops = sum(count * 2 * m * k * n for (m, k, n), count in shapes.items())
+    return {"seconds": seconds, "mflop": flops / 1e6}
+
+
+# ---------------------------------------------------------------- driver
+
+
+def run_worker(python: str, script: Path, job: dict[str, Any], work: Path, name: str) -> dict[str, Any]:
+    path = work / f"{name}.json"
+    path.write_text(json.dumps(job))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    done = subprocess.run([python, str(script), str(path)] if script == WORKER else [python, str(script), "--worker", str(path)],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def summary(values: list[float], digits: int = 0) -> str:
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="100k transitions, one repetition, 2 short intervals")
+    parser.add_argument("--algos", default=",".join(INTERVALS))
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3; 1 with --quick)")
+    parser.add_argument("--intervals", type=int, default=None, help="timed intervals per process (default 3; 2 with --quick)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for both libraries")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", type=int, default=None, help="transitions in the dataset (default 1M; 100k with --quick)")
+    parser.add_argument("--d3rlpy-python", default=str(ROOT / ".venv-d3rlpy" / "bin" / "python"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.reps = args.reps or (1 if args.quick else 3)
+    args.intervals = args.intervals or (2 if args.quick else 3)
+    args.size = args.size or (100_000 if args.quick else 1_000_000)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        job = json.loads(Path(args.worker).read_text())
+        result = floor_worker(job) if job["kind"] == "floor" else offrl_worker(job)
+        print(json.dumps(result))
+        return
+    import numpy as np
+    import torch
+
+    from foundation import write_hopper_sized_d4rl
+    from quality import data_values, export_npz
+
+    import offrl
+
+    algos = [name for name in args.algos.split(",") if name]
+    unknown = [name for name in algos if name not in INTERVALS]
+    if unknown:
+        raise SystemExit(f"no speed settings for {', '.join(unknown)}: choose from {', '.join(INTERVALS)}")
+    scale = 0.5 if args.quick else 1.0
+    results: dict[str, dict[str, list[float]]] = {name: {"offrl": [], "d3rlpy": [], "ratio": []} for name in algos}
+    floors: list[float] = []
+    versions: dict[str, str] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        hdf5 = work / "hopper-sized.hdf5"
+        write_hopper_sized_d4rl(hdf5, args.size)
+        dataset = offrl.load_dataset(hdf5)
+        npz = export_npz(dataset, work / "hopper-sized.npz")
+        obs_dim, act_dim = int(np.prod(dataset.observation_space.shape)), int(np.prod(dataset.action_space.shape))
+        floor_job = {"kind": "floor", "threads": args.threads, "device": args.device, "batch": 256, "obs_dim": obs_dim,
+                     "act_dim": act_dim, "hidden": [256, 256]}
+        for rep in range(args.reps):
+            for algo in algos:
+                if algo == "td3_bc":  # the floor right before TD3+BC, so both see the machine in the same state
+                    floor = run_worker(sys.executable, Path(__file__), floor_job, work, "floor")
+                    floors.append(floor["seconds"])
+                    print(f"rep {rep}: TD3+BC matmul floor {floor['seconds'] * 1e3:.2f} ms ({floor['mflop']:.0f} MFLOP)",
+                          flush=True)
+                interval = max(10, int(INTERVALS[algo] * scale))
+                settings = speed_settings(algo, interval)
+                job = {"kind": "train", "algo": algo, "settings": settings, **data_values(settings, dataset),
+                       "hdf5": str(hdf5), "data": str(npz), "interval": interval, "intervals": args.intervals,
+                       "steps": interval * (args.intervals + 1),
+                       "seed": rep, "device": args.device, "threads": args.threads}
+                order = ["offrl", "d3rlpy"] if rep % 2 == 0 else ["d3rlpy", "offrl"]
+                rates = {}
+                for library in order:
+                    if library == "offrl":
+                        out = run_worker(sys.executable, Path(__file__), job, work, f"{algo}-offrl")
+                    else:
+                        out = run_worker(args.d3rlpy_python, WORKER, job, work, f"{algo}-d3rlpy")
+                    versions[library] = out["version"]
+                    rates[library] = statistics.median(out["steps_per_sec"])
+                    results[algo][library].append(rates[library])
+                results[algo]["ratio"].append(rates["offrl"] / rates["d3rlpy"])
+                print(f"rep {rep}: {algo:7s} offrl {rates['offrl']:7.1f}  d3rlpy {rates['d3rlpy']:7.1f}  "
+                      f"x{rates['offrl'] / rates['d3rlpy']:.2f}", flush=True)
+
+    rows = []
+    for algo in algos:
+        settings = speed_settings(algo, INTERVALS[algo])
+        widths = settings.get("hidden_dims", (settings.get("embed_dim"),))
+        rows.append([algo, settings["batch_size"], "x".join(str(w) for w in widths), summary(results[algo]["offrl"], 1),
+                     summary(results[algo]["d3rlpy"], 1), summary(results[algo]["ratio"], 2)])
+    table = markdown_table(["algorithm", "batch", "widths", "offrl steps/s", "d3rlpy steps/s", "offrl / d3rlpy"], rows)
+    lines = [f"offrl {versions.get('offrl')}, d3rlpy {versions.get('d3rlpy')}; {args.threads} torch threads, device "
+             f"{args.device}; {args.size:,} transitions (Hopper shapes); {args.reps} repetition(s) x {args.intervals} timed "
+             f"interval(s) per process; wall {time.perf_counter() - started:.0f} s", "", table, ""]
+    if floors:
+        shares = [rate * floor * 100 for rate, floor in zip(results["td3_bc"]["offrl"], floors)]
+        lines.append(f"TD3+BC matmul floor (batch 256, 256x256, measured before each TD3+BC pair): "
+                     f"{statistics.median(floors) * 1e3:.2f} ms per step = {summary([1 / f for f in floors])} steps/s; "
+                     f"offrl's TD3+BC runs at {summary(shares)}% of the floor of its repetition")
+    heading = "quick" if args.quick else "full"
+    record(RESULTS, TITLE, f"{heading}, {args.device}, {torch.get_num_threads()} threads in the driver", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
