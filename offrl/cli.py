@@ -275,7 +275,6 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
 
 
 def _train_run(args: TrainArgs, argv: Sequence[str]):
-
     from offrl.algos.registry import make_algo
     from offrl.config import parse_assignments, read_config_file
     from offrl.data.formats import load_dataset
