@@ -147,15 +147,20 @@ def make_config(algo: str, s: dict[str, Any], job: dict[str, Any]):
     raise SystemExit(f"no d3rlpy translation for {algo!r}")
 
 
-def main() -> None:
-    job = json.loads(open(sys.argv[1]).read())
+def dataset_and_algo(job: dict[str, Any]):
+    """The job's npz as a d3rlpy dataset, and its algorithm created with the job's seed and device."""
     data = np.load(job["data"])
     dataset = d3rlpy.dataset.MDPDataset(
         observations=data["observations"], actions=data["actions"], rewards=data["rewards"][:, None],
         terminals=data["terminals"], timeouts=data["timeouts"],
     )
     d3rlpy.seed(job["seed"])
-    algo = make_config(job["algo"], job["settings"], job).create(device=job["device"])
+    return dataset, make_config(job["algo"], job["settings"], job).create(device=job["device"])
+
+
+def main() -> None:
+    job = json.loads(open(sys.argv[1]).read())
+    dataset, algo = dataset_and_algo(job)
     start = time.perf_counter()
     algo.fit(
         dataset, n_steps=job["steps"], n_steps_per_epoch=job["steps"], experiment_name="quality", with_timestamp=False,

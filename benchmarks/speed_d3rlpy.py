@@ -15,21 +15,14 @@ import sys
 import time
 
 import d3rlpy
-import numpy as np
 import torch
-from quality_d3rlpy import make_config
+from quality_d3rlpy import dataset_and_algo
 
 
 def main() -> None:
     job = json.loads(open(sys.argv[1]).read())
     torch.set_num_threads(job["threads"])
-    data = np.load(job["data"])
-    dataset = d3rlpy.dataset.MDPDataset(
-        observations=data["observations"], actions=data["actions"], rewards=data["rewards"][:, None],
-        terminals=data["terminals"], timeouts=data["timeouts"],
-    )
-    d3rlpy.seed(job["seed"])
-    algo = make_config(job["algo"], job["settings"], job).create(device=job["device"])
+    dataset, algo = dataset_and_algo(job)
     interval, marks = job["interval"], []
 
     def callback(_algo, _epoch: int, total_step: int) -> None:

@@ -221,7 +221,7 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
 
     if args.resume:
         group = Path(args.resume)
-        if "seeds" in {a.split("=", 1)[0][2:] for a in argv if a.startswith("--")}:
+        if "seeds" in _given_flags(argv):
             raise OffrlError(f"--resume continues {group} with the seeds it was started with: drop --seeds")
         try:
             record = json.loads((group / SEEDS_FILE).read_text())
@@ -245,7 +245,8 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
         if (group / SEEDS_FILE).exists() or (group.exists() and any(group.iterdir())):
             raise OffrlError(f"{group} is not empty: resume it (offrl train --resume {group}) or choose another --run-dir")
         seeds = [args.seed + k for k in range(args.seeds)]
-        write_json(group / SEEDS_FILE, {"seeds": seeds, "argv": list(argv), "final": None})
+        started_with = list(argv)
+        write_json(group / SEEDS_FILE, {"seeds": seeds, "argv": started_with, "final": None})
         runs = [(seed, dataclasses.replace(args, seed=seed, run_dir=str(group / f"seed-{seed}"), seeds=1), argv) for seed in seeds]
 
     finals: dict[str, dict] = {}
@@ -259,7 +260,7 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
         if final_file.exists():
             final = json.loads(final_file.read_text())
             finals[str(seed)] = {key: final.get(key) for key in ("mean_return", "normalized_score", "step")}
-    summary: dict = {"seeds": seeds, "argv": json.loads((group / SEEDS_FILE).read_text())["argv"], "final": None}
+    summary: dict = {"seeds": seeds, "argv": started_with, "final": None}
     if finals:
         returns = np.array([f["mean_return"] for f in finals.values()])
         summary["final"] = {"per_seed": finals, "mean_return": float(returns.mean()), "std_return": float(returns.std())}
@@ -274,6 +275,11 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
     return 0
 
 
+def _given_flags(argv: Sequence[str]) -> set[str]:
+    """The options written on the command line, as field names (``--eval-every=5`` -> ``eval_every``)."""
+    return {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+
+
 def _train_run(args: TrainArgs, argv: Sequence[str]):
     from offrl.algos.registry import make_algo
     from offrl.config import parse_assignments, read_config_file
@@ -284,7 +290,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str]):
     from offrl.train.run import read_run_config, resolve_device
     from offrl.train.trainer import train
 
-    given = {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+    given = _given_flags(argv)
     settings = {
         name: getattr(args, name)
         for name in ("eval_every", "eval_episodes", "eval_envs", "log_every", "checkpoint_every", "keep_checkpoints")
