@@ -76,15 +76,24 @@ def offrl_worker(job: dict[str, Any]) -> dict[str, Any]:
 
     import offrl
 
+    from offrl.train.seed_group import run_seed_group
+
     torch.set_num_threads(job["threads"])
     dataset = offrl.load_dataset(job["hdf5"])
-    algo = offrl.make_algo(job["algo"], dataset.observation_space, dataset.action_space, seed=job["seed"],
-                           device=job["device"], **job["settings"])
     steps = job["interval"] * (job["intervals"] + 1)
-    with tempfile.TemporaryDirectory() as run_dir:
-        offrl.train_offline(algo, dataset, steps=steps, eval_every=0, log_every=job["interval"], seed=job["seed"],
-                            run_dir=run_dir, checkpoint_every=steps, progress=False, tensorboard=False)
-        with open(Path(run_dir) / "metrics.csv") as handle:
+    seeds = [job["seed"] + k for k in range(job.get("seeds", 1))]  # several: one batched model (offrl train --seeds)
+    with tempfile.TemporaryDirectory() as work:
+        def one_seed(seed: int):
+            def run():
+                algo = offrl.make_algo(job["algo"], dataset.observation_space, dataset.action_space, seed=seed,
+                                       device=job["device"], **job["settings"])
+                offrl.train_offline(algo, dataset, steps=steps, eval_every=0, log_every=job["interval"], seed=seed,
+                                    run_dir=Path(work) / f"seed-{seed}", checkpoint_every=steps, progress=False,
+                                    tensorboard=False)
+            return run
+
+        run_seed_group([one_seed(seed) for seed in seeds], batched=len(seeds) > 1)
+        with open(Path(work) / f"seed-{seeds[0]}" / "metrics.csv") as handle:  # every seed steps at the group's rate
             rates = [float(row["steps_per_sec"]) for row in csv.DictReader(handle)]
     return {"steps_per_sec": rates[1:], "version": offrl.__version__}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -83,8 +84,11 @@ class TrainArgs:
     imports: Annotated[tuple[str, ...], tyro.conf.arg(name="import"), tyro.conf.UseAppendAction] = ()
     """Python module or file to import first (registers custom algorithms); repeatable."""
     seeds: int = 1
-    """Independent seeds (--seed, --seed + 1, ...) trained one after another, each a complete run in
-    RUN_DIR/seed-N; RUN_DIR/seeds.json summarizes their final evaluations (mean and std over seeds)."""
+    """Independent seeds (--seed, --seed + 1, ...), each a complete run in RUN_DIR/seed-N;
+    RUN_DIR/seeds.json summarizes their final evaluations (mean and std over seeds)."""
+    batch_seeds: bool = True
+    """Train the seeds as one batched model (every network with a leading seed axis, one optimizer step
+    for all); --no-batch-seeds trains them one after another."""
 
 
 @dataclasses.dataclass
@@ -249,13 +253,37 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
         write_json(group / SEEDS_FILE, {"seeds": seeds, "argv": started_with, "final": None})
         runs = [(seed, dataclasses.replace(args, seed=seed, run_dir=str(group / f"seed-{seed}"), seeds=1), argv) for seed in seeds]
 
+    from offrl.data.formats import load_dataset
+    from offrl.train.seed_group import run_seed_group
+
+    loaded: dict[str, object] = {}
+    loading = threading.Lock()
+
+    def load_once(ref: str):  # the seeds share one copy of the dataset
+        with loading:
+            if ref not in loaded:
+                loaded[ref] = load_dataset(ref)
+            return loaded[ref]
+
+    def job(index: int, seed: int, run_args: TrainArgs, run_argv: Sequence[str]):
+        def train_seed():
+            if not args.batch_seeds:
+                print(f"seed {seed} ({index + 1} of {len(runs)}): {run_args.run_dir or run_args.resume}")
+            return _train_run(run_args, run_argv, load=load_once)
+
+        return train_seed
+
+    if args.batch_seeds:
+        print(f"{len(runs)} seeds trained as one batched model")
+        for index, (seed, run_args, _) in enumerate(runs):
+            print(f"seed {seed} ({index + 1} of {len(runs)}): {run_args.run_dir or run_args.resume}")
+        runs = [(seed, dataclasses.replace(a, progress=a.progress and i == 0), v) for i, (seed, a, v) in enumerate(runs)]
+    results = run_seed_group([job(i, *run) for i, run in enumerate(runs)], batched=args.batch_seeds)
+    if any(result.interrupted for result in results):
+        print(f"interrupted: continue all seeds with: offrl train --resume {group}")
+        return 130
     finals: dict[str, dict] = {}
-    for index, (seed, run_args, run_argv) in enumerate(runs):
-        print(f"seed {seed} ({index + 1} of {len(runs)}): {run_args.run_dir or run_args.resume}")
-        result = _train_run(run_args, run_argv)
-        if result.interrupted:
-            print(f"interrupted: continue all seeds with: offrl train --resume {group}")
-            return 130
+    for (seed, _, _), result in zip(runs, results):
         final_file = Path(result.run_dir) / FINAL_EVAL  # also there for a seed that had finished before a resume
         if final_file.exists():
             final = json.loads(final_file.read_text())
@@ -280,7 +308,8 @@ def _given_flags(argv: Sequence[str]) -> set[str]:
     return {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
 
 
-def _train_run(args: TrainArgs, argv: Sequence[str]):
+def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
+    """One run; ``load`` reads the dataset (default ``load_dataset``)."""
     from offrl.algos.registry import make_algo
     from offrl.config import parse_assignments, read_config_file
     from offrl.data.formats import load_dataset
@@ -312,7 +341,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str]):
         total = args.steps if "steps" in given else schedule["total_steps"]
         after = total if schedule["mode"] == "offline" else min(schedule["rl_train_after_update_steps"], total)
         dataset_ref = args.dataset or saved.get("cli", {}).get("dataset")
-        dataset = load_dataset(dataset_ref) if dataset_ref else None
+        dataset = (load or load_dataset)(dataset_ref) if dataset_ref else None
         env = args.env if "env" in given else saved.get("env")
         device = resolve_device(args.device if "device" in given else "auto")
         algo = make_algo(
@@ -349,7 +378,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str]):
         overrides.update(parse_assignments(args.set))
         if not algo_name or not (args.dataset or args.env):
             raise OffrlError("offrl train needs --algo and --dataset and/or --env (or --resume RUN_DIR); see offrl train --help")
-        dataset = load_dataset(args.dataset) if args.dataset else None
+        dataset = (load or load_dataset)(args.dataset) if args.dataset else None
         if dataset is not None:
             observation_space, action_space = dataset.observation_space, dataset.action_space
         else:

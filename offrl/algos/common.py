@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterable, Iterator
 
 import torch
+
+# While a seed group's stacked update runs in a thread (offrl.train.seed_group), ``step`` and
+# ``soft_update`` hand their work to it: it holds every seed's parameters on a leading axis.
+stacked_update = threading.local()
 
 
 class Adam(torch.optim.Adam):
@@ -44,12 +49,26 @@ def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 
     return Adam(list(params), lr=lr, weight_decay=weight_decay, fused=True)
 
 
-def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """One gradient step of ``optimizer``'s parameters on ``loss``: their ``.grad`` is reset, then the fused step."""
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None = None) -> None:
+    """One gradient step of ``optimizer``'s parameters on ``loss``: their ``.grad`` is reset, then the fused step.
+
+    ``max_grad_norm`` clips the global gradient norm of those parameters first.
+    """
+    group = getattr(stacked_update, "group", None)
+    if group is not None:
+        group.step(optimizer, loss, max_grad_norm)
+        return
+    apply_gradients(optimizer, loss, max_grad_norm)
+
+
+def apply_gradients(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None, seed_axis: bool = False) -> None:
+    """``step`` itself. With ``seed_axis`` every parameter is stacked over seeds (dim 0) and clipping is per seed."""
     params = optimizer.param_groups[0]["params"]
     for param in params:
         param.grad = None
     loss.backward()
+    if max_grad_norm is not None:
+        clip_grad_norm([param for param in params if param.grad is not None], max_grad_norm, seed_axis)
     if isinstance(optimizer, Adam):
         optimizer.apply([param.grad for param in params])
     else:
@@ -57,8 +76,26 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
 
 
 @torch.no_grad()
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float, seed_axis: bool = False) -> None:
+    """Scale the ``.grad`` of ``params`` so their global L2 norm is at most ``max_norm``, as
+    ``torch.nn.utils.clip_grad_norm_``; with ``seed_axis``, one norm per seed (dim 0 of every parameter)."""
+    if not seed_axis:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    if not params:
+        return
+    squares = torch.stack([p.grad.pow(2).flatten(1).sum(1) for p in params]).sum(0)  # [S]
+    scale = (max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)
+    for param in params:
+        param.grad.mul_(scale.view(-1, *([1] * (param.grad.dim() - 1))))
+
+
+@torch.no_grad()
 def soft_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
     """Polyak averaging ``target <- (1 - tau) * target + tau * online`` in one foreach kernel."""
+    group = getattr(stacked_update, "group", None)
+    if group is not None:
+        target, online = group.stacked(target), group.stacked(online)
     torch._foreach_lerp_(target, online, tau)
 
 

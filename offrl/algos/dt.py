@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from offrl.algos.base import Algorithm
-from offrl.algos.common import evaluating
+from offrl.algos.common import evaluating, step
 from offrl.algos.registry import register
 from offrl.data.sequences import SequenceBatch
 from offrl.data.tree import tree_map
@@ -127,10 +127,7 @@ class DecisionTransformer(Algorithm):
         optimizer = self.optimizers["model"]
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * min(1.0, (self.num_updates + 1) / max(cfg.warmup_steps, 1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        step(optimizer, loss, max_grad_norm=cfg.grad_clip)
         self.num_updates += 1
         return {"action_mse": loss.detach()}
 

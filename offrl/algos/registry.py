@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -70,11 +71,14 @@ def make_algo(
         overrides = {**config, **overrides}
         config = None
     resolved = make_config(cls.Config, overrides, base=config, source=f"{name} config")
-    with torch.random.fork_rng(devices=[]):
+    with _seeding, torch.random.fork_rng(devices=[]):  # the lock: seeds of a group are built in parallel threads
         if seed is not None:
             torch.manual_seed(seed)
         algo = cls(observation_space, action_space, resolved)
     return algo.to(device)
+
+
+_seeding = threading.Lock()
 
 
 def _load_builtin() -> None:

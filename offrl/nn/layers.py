@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch._C import _functorch
+from torch._functorch.pyfunctorch import temporarily_pop_interpreter_stack
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -23,6 +25,43 @@ def activation(name: str) -> nn.Module:
         return ACTIVATIONS[name]()
     except KeyError:
         raise ValueError(f"unknown activation {name!r}: choose from {', '.join(ACTIVATIONS)}") from None
+
+
+def _seed_stacked(tensor: torch.Tensor, level: int, seeds: int) -> torch.Tensor:
+    """The ``[S, ...]`` tensor under a seed group's vmap level (an unbatched one repeated)."""
+    if _functorch.maybe_get_level(tensor) != level:
+        return tensor.unsqueeze(0).expand(seeds, *tensor.shape)
+    value, dim = _functorch._unwrap_batched(tensor, level)
+    return value.movedim(dim, 0)
+
+
+def stacked_baddbmm(bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``baddbmm`` of ``[E, ...]`` operands when the weight is stacked over seeds (a seed group's vmap).
+
+    vmap's own rule splits it into a strided matmul and a separate bias add; here the seeds fold
+    into the batch as one contiguous ``[S * E]`` baddbmm, about 1.5x faster on CPU.
+    """
+    level = _functorch.maybe_get_level(weight)
+    seeds = _functorch._unwrap_batched(weight, level)[0].shape[0]
+    with temporarily_pop_interpreter_stack():
+        b, v, w = (_seed_stacked(t, level, seeds) for t in (bias, x, weight))
+        out = torch.baddbmm(b.flatten(0, 1), v.flatten(0, 1), w.flatten(0, 1))
+        return _functorch._add_batch_dim(out.unflatten(0, (seeds, -1)), 0, level)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters, same state dict) with the seed-group fast path of ``stacked_baddbmm``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _functorch.is_batchedtensor(self.weight):
+            return super().forward(x)
+        level = _functorch.maybe_get_level(self.weight)
+        seeds = _functorch._unwrap_batched(self.weight, level)[0].shape[0]
+        with temporarily_pop_interpreter_stack():
+            v, w, b = (_seed_stacked(t, level, seeds) for t in (x, self.weight, self.bias))
+            rows = v.reshape(seeds, -1, v.shape[-1])
+            out = torch.baddbmm(b.unsqueeze(1), rows, w.transpose(1, 2))
+            return _functorch._add_batch_dim(out.view(*v.shape[:-1], -1), 0, level)
 
 
 class MLP(nn.Sequential):
@@ -51,14 +90,14 @@ class MLP(nn.Sequential):
         layers: list[nn.Module] = []
         width = in_dim
         for hidden in hidden_dims:
-            layers.append(nn.Linear(width, hidden))
+            layers.append(Linear(width, hidden))
             layers.append(activation(activation_name))
             if layer_norm:  # after the activation, as RLPD and ReBRAC (and EnsembleMLP) place it
                 layers.append(nn.LayerNorm(hidden))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = hidden
-        layers.append(nn.Linear(width, out_dim))
+        layers.append(Linear(width, out_dim))
         if output_activation is not None:
             layers.append(activation(output_activation))
         super().__init__(*layers)
@@ -107,9 +146,10 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
-        if members is None:
-            return torch.baddbmm(self.bias, x, self.weight)
-        return torch.baddbmm(self.bias[members], x, self.weight[members])
+        bias, weight = (self.bias, self.weight) if members is None else (self.bias[members], self.weight[members])
+        if _functorch.is_batchedtensor(weight):
+            return stacked_baddbmm(bias, x, weight)
+        return torch.baddbmm(bias, x, weight)
 
     def extra_repr(self) -> str:
         return f"ensemble_size={self.ensemble_size}, in_features={self.in_features}, out_features={self.out_features}"

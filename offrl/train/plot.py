@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,15 @@ LEARNING_CURVE = "learning_curve.png"
 LOSS_KEYS = ("critic_loss", "actor_loss", "bc_loss", "nll_loss", "value_loss")
 
 
+_pyplot = threading.Lock()  # matplotlib is not thread-safe; the seeds of a batched group plot from their threads
+
+
 def plot_run(run_dir: Path, *, title: str = "", behaviour_return: float | None = None) -> Path:
+    with _pyplot:
+        return _plot_run(run_dir, title, behaviour_return)
+
+
+def _plot_run(run_dir: Path, title: str, behaviour_return: float | None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")

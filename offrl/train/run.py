@@ -123,12 +123,15 @@ class StopFlag:
         self.requested = False
 
 
+group_stop: StopFlag | None = None  # set while a seed group trains: its threads' loops stop on the main thread's Ctrl-C
+
+
 @contextlib.contextmanager
 def stop_on_interrupt() -> Iterator[StopFlag]:
     """First Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second one stops at once."""
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
-        yield flag
+        yield group_stop or flag
         return
 
     def handler(signum, frame):  # noqa: ARG001

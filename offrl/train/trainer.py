@@ -60,6 +60,7 @@ from offrl.train.run import (
     read_run_config,
     stop_on_interrupt,
 )
+from offrl.train.seed_group import enlist
 
 REPLAY_BUFFER_FILE = "replay_buffer.safetensors"
 DEFAULT_WARMUP_STEPS = 5_000
@@ -400,6 +401,7 @@ def train(
                 counters["env_steps"] += collector.step(explore)
             algo.train(True)
 
+    enlist(algo)  # no-op unless this thread trains one seed of a batched group
     step, last_eval, interrupted, saved_final = start_step, None, False, False
     display = TrainingProgress(total=total, start=step, enabled=progress, label=f"{algo.name} ({schedule.mode})")
     interval_start, interval_step = time.perf_counter(), step

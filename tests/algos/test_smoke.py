@@ -36,10 +36,10 @@ SMALL = {"batch_size": 32, "hidden_dims": (32, 32), "vae_hidden_dims": (32, 32),
 SMOKE = {"plas": {"vae_pretrain_steps": 2}, "cql": {"bc_steps": 1}, "dt": {"warmup_steps": 2}}
 
 
-def build(name: str, ds: Dataset, seed: int = 0):
+def build(name: str, ds: Dataset, seed: int = 0, **extra):
     cls = get_algo_class(name)
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    overrides = {k: v for k, v in {**SMALL, **SMOKE.get(name, {})}.items() if k in fields}
+    overrides = {k: v for k, v in {**SMALL, **SMOKE.get(name, {}), **extra}.items() if k in fields}
     algo = make_algo(name, ds.observation_space, ds.action_space, seed=seed, **overrides)
     algo.total_updates = 100
     sampler, _ = make_offline_sampler(algo, ds, seed=seed)

@@ -151,6 +151,7 @@ def test_seeds_train_one_run_per_seed_and_summarize(workdir):
     common = ["--dataset", "pend.hdf5", "--env", "Pendulum-v1", "--steps", "60", "--eval-every", "0", "--eval-episodes", "2",
               "--set", "hidden_dims=16,16", "--no-progress"]
     out = offrl("train", "--algo", "bc", *common, "--seed", "3", "--seeds", "3", "--run-dir", "runs/bc-seeds", cwd=workdir).stdout
+    assert "3 seeds trained as one batched model" in out
     group = workdir / "runs/bc-seeds"
     assert sorted(p.name for p in group.iterdir()) == ["seed-3", "seed-4", "seed-5", "seeds.json"]
     summary = json.loads((group / "seeds.json").read_text())
@@ -179,3 +180,23 @@ def test_seeds_train_one_run_per_seed_and_summarize(workdir):
     again = offrl("train", "--algo", "bc", *common, "--seeds", "2", "--run-dir", "runs/bc-seeds", cwd=workdir, check=False)
     assert_user_error(again, "runs/bc-seeds is not empty")
     assert_user_error(offrl("train", "--resume", "runs/bc-seeds", "--seeds", "2", cwd=workdir, check=False), "drop --seeds")
+
+
+def test_batched_seeds_train_the_same_models_as_seeds_one_after_another(workdir):
+    """BC's update draws no random numbers: the batched group and sequential runs must end with the same weights."""
+    import safetensors.torch
+
+    common = ["--dataset", "pend.hdf5", "--steps", "40", "--seeds", "2", "--set", "hidden_dims=16,16", "--no-progress"]
+    batched = offrl("train", "--algo", "bc", *common, "--run-dir", "runs/bc-batched", cwd=workdir).stdout
+    sequential = offrl("train", "--algo", "bc", *common, "--no-batch-seeds", "--run-dir", "runs/bc-sequential", cwd=workdir).stdout
+    assert "batched model" in batched and "batched model" not in sequential
+    for seed in (0, 1):
+        weights = []
+        for run in ("runs/bc-batched", "runs/bc-sequential"):
+            checkpoints = sorted((workdir / run / f"seed-{seed}" / "checkpoints").glob("step_*.safetensors"))
+            weights.append(safetensors.torch.load_file(str(checkpoints[-1])))
+        assert weights[0].keys() == weights[1].keys()
+        models = [key for key in weights[0] if key.startswith("model/")]  # not the RNG states: the group shares one
+        assert models
+        for key in models:
+            assert (weights[0][key] - weights[1][key]).abs().max() < 1e-4, key
