@@ -278,7 +278,15 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
         for index, (seed, run_args, _) in enumerate(runs):
             print(f"seed {seed} ({index + 1} of {len(runs)}): {run_args.run_dir or run_args.resume}")
         runs = [(seed, dataclasses.replace(a, progress=a.progress and i == 0), v) for i, (seed, a, v) in enumerate(runs)]
-    results = run_seed_group([job(i, *run) for i, run in enumerate(runs)], batched=args.batch_seeds)
+    jobs = [job(i, *run) for i, run in enumerate(runs)]
+    if args.batch_seeds:
+        results = run_seed_group(jobs)
+    else:
+        results = []
+        for train_seed in jobs:  # Ctrl-C ends the group with the seed it interrupted
+            results.append(train_seed())
+            if results[-1].interrupted:
+                break
     if any(result.interrupted for result in results):
         print(f"interrupted: continue all seeds with: offrl train --resume {group}")
         return 130

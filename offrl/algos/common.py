@@ -54,9 +54,9 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: fl
 
     ``max_grad_norm`` clips the global gradient norm of those parameters first.
     """
-    group = getattr(stacked_update, "group", None)
-    if group is not None:
-        group.step(optimizer, loss, max_grad_norm)
+    model = getattr(stacked_update, "model", None)
+    if model is not None:
+        model.step(optimizer, loss, max_grad_norm)
         return
     apply_gradients(optimizer, loss, max_grad_norm)
 
@@ -84,7 +84,7 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float, seed_axis: bool 
         return
     if not params:
         return
-    squares = torch.stack([p.grad.pow(2).flatten(1).sum(1) for p in params]).sum(0)  # [S]
+    squares = torch.stack([p.grad.pow(2).reshape(len(p.grad), -1).sum(1) for p in params]).sum(0)  # [S]
     scale = (max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)
     for param in params:
         param.grad.mul_(scale.view(-1, *([1] * (param.grad.dim() - 1))))
@@ -93,9 +93,9 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float, seed_axis: bool 
 @torch.no_grad()
 def soft_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
     """Polyak averaging ``target <- (1 - tau) * target + tau * online`` in one foreach kernel."""
-    group = getattr(stacked_update, "group", None)
-    if group is not None:
-        target, online = group.stacked(target), group.stacked(online)
+    model = getattr(stacked_update, "model", None)
+    if model is not None:
+        target, online = model.stacked(target), model.stacked(online)
     torch._foreach_lerp_(target, online, tau)
 
 

@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import inspect
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,6 +43,9 @@ from offrl.algos.base import Algorithm
 from offrl.train import run
 
 _member = threading.local()  # (group, index) of the seed this thread trains
+# vmap runs an op without a batching rule (attention's fused kernels, in Decision Transformer) once per
+# seed and says so on every new op; docs/performance.md states it once.
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
 
 
 def blocker(algo: Algorithm) -> str | None:
@@ -144,11 +148,11 @@ class StackedModel:
             return functional_call(base, (params, buffers), (kind(**data),))
 
         base.forward = bound
-        common.stacked_update.group = self
+        common.stacked_update.model = self
         try:
             metrics = vmap(one_seed, randomness="different")(self.params, self.buffers, columns)
         finally:
-            common.stacked_update.group = None
+            common.stacked_update.model = None
             del base.forward
         for algo in self.algos[1:]:  # what the update changed outside tensors, as each seed would have
             algo.num_updates = base.num_updates
@@ -220,7 +224,7 @@ class SeedGroup:
         real = getattr(type(algo), method).__get__(algo)
 
         def submit(batch: Any) -> dict[str, torch.Tensor]:
-            if getattr(common.stacked_update, "group", None) is not None:  # update_offline -> update, inside vmap
+            if getattr(common.stacked_update, "model", None) is not None:  # update_offline -> update, inside vmap
                 return real(batch)
             return self._submit(index, method, batch)
 
