@@ -15,7 +15,7 @@ import dataclasses
 import torch
 
 from offrl.algos.base import Algorithm
-from offrl.algos.common import adam, advantage_weights, critic_loss, parameter_lists, soft_update, step, td_target
+from offrl.algos.common import adam, advantage_weights, critic_loss, parameter_lists, policy_td_targets, soft_update, step
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
@@ -71,9 +71,7 @@ class AWAC(Algorithm):
         features = self.encoder(batch.observations)
         actions = self.action_scaler.normalize(batch.actions)
         with torch.no_grad():
-            next_features = self.encoder(batch.next_observations)
-            next_q = self.critic_target(next_features, self.actor.sample(next_features)).min(dim=0).values
-            targets = td_target(batch.rewards, batch.terminals, cfg.discount, next_q)
+            targets = policy_td_targets(self.critic_target, self.actor, self.encoder(batch.next_observations), batch, cfg.discount)
         loss, critic_metrics = critic_loss(self.critic, features, actions, targets)
         step(self.optimizers["critic"], loss)
 

@@ -108,6 +108,13 @@ def td_target(rewards: torch.Tensor, terminals: torch.Tensor, discount: float, n
     return rewards + discount * (1.0 - terminals) * next_values
 
 
+@torch.no_grad()
+def policy_td_targets(critic_target, actor, next_features: torch.Tensor, batch, discount: float) -> torch.Tensor:
+    """TD targets from the minimum of the target critics at an action the policy samples in the next state."""
+    next_q = critic_target(next_features, actor.sample(next_features)).min(dim=0).values
+    return td_target(batch.rewards, batch.terminals, discount, next_q)
+
+
 def critic_loss(critic, features: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """The critics' TD regression: the sum over the ensemble of each member's MSE, as TD3's code."""
     q = critic(features, actions)
