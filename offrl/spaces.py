@@ -73,9 +73,12 @@ def is_continuous(space: gym.Space) -> bool:
 
 
 def as_float32(space: gym.Space) -> gym.Space:
-    """Float64 Box spaces (MuJoCo observations) as float32, the dtype offrl stores and trains on."""
+    """Observation spaces as offrl stores them: float64 Boxes (MuJoCo) as float32, boolean Boxes
+    (MinAtar's channels) as uint8 0/1."""
     if isinstance(space, gym.spaces.Dict):
         return gym.spaces.Dict({k: as_float32(v) for k, v in space.spaces.items()})
     if isinstance(space, gym.spaces.Box) and space.dtype == np.float64:
         return gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), space.shape, np.float32)
+    if isinstance(space, gym.spaces.Box) and space.dtype == np.bool_:
+        return gym.spaces.Box(0, 1, space.shape, np.uint8)
     return space

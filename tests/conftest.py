@@ -62,3 +62,11 @@ def random_dataset(
         observation_space=observation_space,
         action_space=gym.spaces.Box(low, high, (action_dim,), np.float32),
     )
+
+
+@pytest.fixture(scope="session")
+def cartpole_dataset() -> Dataset:
+    """80 episodes of the scripted CartPole controller with every other action random: return about 170."""
+    from offrl.zoo.cartpole import balance
+
+    return collect("CartPole-v1", balance, episodes=80, num_envs=8, seed=0, epsilon=0.5)

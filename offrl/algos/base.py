@@ -7,6 +7,7 @@ data, environments, logging and checkpoints; an algorithm only turns a
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -14,9 +15,9 @@ import torch
 from torch import nn
 
 from offrl.data.batch import Batch
-from offrl.nn.encoders import FlatEncoder
+from offrl.nn.encoders import make_encoder
 from offrl.nn.heads import ActionScaler
-from offrl.rollout import RolloutPolicy, StatelessRollout
+from offrl.rollout import FrameStackRollout, RolloutPolicy, StatelessRollout
 
 
 class Algorithm(nn.Module):
@@ -32,7 +33,10 @@ class Algorithm(nn.Module):
         self.config = config
         self.observation_space = observation_space
         self.action_space = action_space
-        self.encoder = FlatEncoder(observation_space)
+        try:
+            self.encoder = make_encoder(observation_space, config)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error}") from None
         if self.action_type == "continuous":
             if not isinstance(action_space, gym.spaces.Box):
                 raise ValueError(f"{self.name} needs a continuous (Box) action space, got {action_space}")
@@ -46,7 +50,7 @@ class Algorithm(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.buffers()).device
+        return next(itertools.chain(self.buffers(), self.parameters())).device
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step. Returns scalar tensors (not floats: no host sync here)."""
@@ -57,8 +61,14 @@ class Algorithm(nn.Module):
         raise NotImplementedError
 
     def rollout_policy(self, num_envs: int, *, deterministic: bool = True) -> RolloutPolicy:
-        """The policy evaluators and collectors drive, one step at a time (stateless by default)."""
-        return StatelessRollout(self, deterministic=deterministic)
+        """The policy evaluators and collectors drive, one step at a time (stateless by default;
+        with ``frame_stack`` > 1 it keeps each environment's last frames)."""
+        policy = StatelessRollout(self, deterministic=deterministic)
+        frames = getattr(self.config, "frame_stack", 1)
+        if frames > 1:
+            keys = getattr(self.encoder, "image_keys", None)
+            return FrameStackRollout(policy, frames, num_envs, keys)
+        return policy
 
     def dataset_columns(self) -> dict[str, Any]:
         """Extra batch columns the trainer must provide from the dataset, e.g.

@@ -61,3 +61,32 @@ class ValueNetwork(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features).squeeze(-1)
+
+
+class DiscreteQNetwork(nn.Module):
+    """``Q(s, .)`` of every discrete action in one pass: ``[E, B, n]``, or ``[E, B, n, quantiles]``
+    for a quantile (QR-DQN) critic. The E members share the network's trunk."""
+
+    def __init__(
+        self,
+        trunk: nn.Module,
+        n_actions: int,
+        hidden_dims: Sequence[int],
+        *,
+        ensemble_size: int = 1,
+        quantiles: int = 0,
+        activation_name: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.n_actions, self.quantiles = n_actions, quantiles
+        self.head = EnsembleMLP(ensemble_size, trunk.out_dim, hidden_dims, n_actions * max(quantiles, 1), activation_name=activation_name)
+
+    def forward(self, observations) -> torch.Tensor:
+        out = self.head(self.trunk(observations))
+        return out.unflatten(-1, (self.n_actions, self.quantiles)) if self.quantiles else out
+
+    def values(self, observations) -> torch.Tensor:
+        """Expected values ``[E, B, n]`` (the quantiles' mean for a quantile critic)."""
+        out = self(observations)
+        return out.mean(-1) if self.quantiles else out

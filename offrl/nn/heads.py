@@ -161,3 +161,21 @@ class TanhGaussianPolicy(nn.Module):
 def tanh_log_det(pre_tanh: torch.Tensor) -> torch.Tensor:
     """``sum log(1 - tanh(u)^2)``, written stably as ``2 (log 2 - u - softplus(-2u))``."""
     return (2.0 * (math.log(2.0) - pre_tanh - torch.nn.functional.softplus(-2.0 * pre_tanh))).sum(-1)
+
+
+class CategoricalPolicy(nn.Module):
+    """Logits over ``n`` discrete actions from a network's own trunk (``offrl.nn.encoders.make_trunk``)."""
+
+    def __init__(self, trunk: nn.Module, n_actions: int, hidden_dims: Sequence[int], **mlp_options) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.net = MLP(trunk.out_dim, hidden_dims, n_actions, **mlp_options)
+
+    def forward(self, observations) -> torch.Tensor:
+        return self.net(self.trunk(observations))
+
+    def act(self, observations, deterministic: bool) -> torch.Tensor:
+        logits = self(observations)
+        if deterministic:
+            return logits.argmax(dim=-1)
+        return torch.distributions.Categorical(logits=logits).sample()

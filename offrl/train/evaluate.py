@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,27 @@ class EvalResult:
         return dataclasses.asdict(self)
 
 
+# Environment families registered by their own packages on import: id prefix -> (module, pip extra)
+EXTRA_ENVS = {"MinAtar/": ("minatar.gym", "minatar"), "ALE/": ("ale_py", "atari")}
+
+
+def register_extra_envs(env_id: str) -> None:
+    """Import the package that registers ``env_id``'s family (MinAtar, Atari), once."""
+    for prefix, (module, extra) in EXTRA_ENVS.items():
+        if not env_id.startswith(prefix) or env_id in gym.registry:
+            continue
+        try:
+            package = importlib.import_module(module)
+        except ImportError:
+            raise OffrlError(f"environment {env_id!r} needs the {module.split('.')[0]} package: pip install 'offrl[{extra}]'") from None
+        if hasattr(package, "register_envs"):  # MinAtar registers on request
+            package.register_envs()
+        else:
+            gym.register_envs(package)
+
+
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    register_extra_envs(env_id)
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.Error as error:

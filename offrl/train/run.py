@@ -71,8 +71,9 @@ def reward_scale(dataset: Dataset, mode: str, scale: float) -> float:
 def prepare_training_data(algo: Algorithm, dataset: Dataset) -> tuple[Batch, dict[str, Any]]:
     """Set the algorithm's observation normalization from the dataset and move the data to its device."""
     config = algo.config
-    if getattr(config, "normalize_observations", False):
-        algo.encoder.set_statistics(*dataset.observation_stats(eps=1e-3))
+    keys = algo.encoder.normalized_keys  # None: every feature; a tuple: those dict keys
+    if getattr(config, "normalize_observations", False) and keys != ():
+        algo.encoder.set_statistics(*dataset.observation_stats(eps=1e-3, keys=keys))
     data = dataset.to(algo.device)
     scale = reward_scale(
         dataset, getattr(config, "reward_normalization", "none"), float(getattr(config, "reward_scale", 1.0))
@@ -97,6 +98,13 @@ def make_offline_sampler(algo: Algorithm, dataset: Dataset, *, seed: int):
 
         del data
         return SequenceSampler(dataset, algo.config.context_length, algo.config.batch_size, device=algo.device, seed=seed), info
+    frames = getattr(algo.config, "frame_stack", 1)
+    if frames > 1:
+        from offrl.data.frames import FrameStackSampler, episode_row_starts
+
+        keys = getattr(algo.encoder, "image_keys", None)
+        starts = episode_row_starts(*dataset.episode_bounds)
+        return FrameStackSampler(data, starts, frames, algo.config.batch_size, keys=keys, seed=seed), info
     from offrl.data.sampler import UniformSampler
 
     return UniformSampler(data, algo.config.batch_size, seed=seed), info

@@ -20,15 +20,29 @@ ALGOS = [cls.name for cls in list_algos()]
 LOW, HIGH = np.array([0.0, -3.0], np.float32), np.array([1.0, 1.0], np.float32)  # asymmetric bounds
 
 
+N_ACTIONS = 3
+
+
 def dataset_for(name: str, *, dict_observations: bool = False) -> Dataset:
-    cls = next(c for c in list_algos() if c.name == name)
-    if cls.action_type != "continuous":
-        raise NotImplementedError(f"no smoke dataset for {cls.action_type} actions yet")
+    cls = get_algo_class(name)
     ds = random_dataset(n=400, dict_observations=dict_observations)
     rng = np.random.default_rng(1)
+    if cls.action_type == "discrete":
+        ds.action_space = gym.spaces.Discrete(N_ACTIONS)
+        ds.actions = rng.integers(0, N_ACTIONS, size=len(ds))
+        return ds
     ds.action_space = gym.spaces.Box(LOW, HIGH, dtype=np.float32)
     ds.actions = rng.uniform(LOW, HIGH, size=(len(ds), 2)).astype(np.float32)
     return ds
+
+
+def assert_valid_actions(actions: torch.Tensor, action_space: gym.Space, count: int) -> None:
+    if isinstance(action_space, gym.spaces.Discrete):
+        assert actions.shape == (count,) and actions.dtype == torch.int64
+        assert torch.all(actions >= 0) and torch.all(actions < action_space.n)
+        return
+    assert actions.shape == (count, 2)
+    assert torch.all(actions >= torch.as_tensor(LOW) - 1e-5) and torch.all(actions <= torch.as_tensor(HIGH) + 1e-5)
 
 
 # small networks, and per-algorithm settings so four updates reach every phase of the update
@@ -72,9 +86,7 @@ def test_act_shapes_and_bounds(name):
     train_steps(algo, sampler, 3)
     observations = torch.as_tensor(ds.observations[:17]) * 50  # far outside the data: bounds must still hold
     for deterministic in (True, False):
-        actions = algo.act(observations, deterministic=deterministic)
-        assert actions.shape == (17, 2)
-        assert torch.all(actions >= torch.as_tensor(LOW) - 1e-5) and torch.all(actions <= torch.as_tensor(HIGH) + 1e-5)
+        assert_valid_actions(algo.act(observations, deterministic=deterministic), ds.action_space, 17)
     torch.testing.assert_close(algo.act(observations), algo.act(observations))
 
 
@@ -84,7 +96,7 @@ def test_dict_observations(name):
     algo, sampler = build(name, ds)
     train_steps(algo, sampler, 2)
     batch = ds.to("cpu")
-    assert algo.act(batch.observations).shape == (len(ds), 2)
+    assert_valid_actions(algo.act(batch.observations), ds.action_space, len(ds))
 
 
 @pytest.mark.parametrize("name", ALGOS)

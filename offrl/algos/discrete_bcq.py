@@ -1,0 +1,98 @@
+"""Discrete BCQ: Q-learning restricted to the actions the data's behaviour policy takes.
+
+Fujimoto, Conti, Ghavamzadeh & Pineau 2019, "Benchmarking Batch Deep
+Reinforcement Learning Algorithms". One network with a Q head and an
+imitation head on a shared trunk; an action is allowed in state s when
+``G(a|s) / max_a' G(a'|s) > threshold`` (0.3), and both the TD target and
+the policy take the best allowed action. Loss: Huber TD + imitation
+cross-entropy + ``1e-2 * mean(logits^2)``, as the authors' code.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from offrl.algos.base import Algorithm
+from offrl.algos.common import adam, parameter_lists, soft_update, step
+from offrl.algos.discrete_bc import imitation_loss
+from offrl.algos.dqn import chosen, head_widths, td_loss
+from offrl.algos.registry import register
+from offrl.data.batch import Batch
+from offrl.nn.encoders import EncoderConfig, make_trunk
+from offrl.nn.layers import MLP
+
+
+@dataclasses.dataclass
+class DiscreteBCQConfig(EncoderConfig):
+    threshold: float = 0.3  # actions with G(a|s) / max G(.|s) above this are allowed (tau in the paper)
+    discount: float = 0.99  # reward discount
+    lr: float = 6.25e-5  # Adam learning rate (the paper's Atari setting)
+    batch_size: int = 32  # transitions per gradient step
+    hidden_dims: tuple[int, ...] | None = None  # head MLP widths after the trunk; None: (256, 256) for vectors, () for images
+    activation: str = "relu"  # hidden-layer activation
+    target_update_interval: int = 8000  # gradient steps between copies of the online network into the target
+    huber_kappa: float = 1.0  # Huber threshold of the TD loss
+    logit_penalty: float = 1e-2  # weight of mean(logits^2) of the imitation head
+    normalize_observations: bool = False  # standardize vector observations with dataset statistics
+
+
+class QImitationNetwork(nn.Module):
+    """A trunk shared by a Q head and an imitation (behaviour logits) head."""
+
+    def __init__(self, trunk: nn.Module, n_actions: int, hidden_dims, activation_name: str) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.q_head = MLP(trunk.out_dim, hidden_dims, n_actions, activation_name=activation_name)
+        self.imitation_head = MLP(trunk.out_dim, hidden_dims, n_actions, activation_name=activation_name)
+
+    def forward(self, observations) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.trunk(observations)
+        return self.q_head(features), self.imitation_head(features)
+
+
+def allowed_greedy(q_values: torch.Tensor, logits: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The highest-valued action among those whose behaviour probability is above ``threshold`` times the largest."""
+    log_ratio = F.log_softmax(logits, dim=-1) - F.log_softmax(logits, dim=-1).max(dim=-1, keepdim=True).values
+    allowed = log_ratio > torch.log(torch.as_tensor(threshold))
+    return torch.where(allowed, q_values, torch.finfo(q_values.dtype).min).argmax(dim=-1)
+
+
+@register("discrete_bcq", paper="Fujimoto et al. 2019, discrete BCQ", action_type="discrete")
+class DiscreteBCQ(Algorithm):
+    Config = DiscreteBCQConfig
+
+    def __init__(self, observation_space, action_space, config: DiscreteBCQConfig) -> None:
+        super().__init__(observation_space, action_space, config)
+        self.net = QImitationNetwork(
+            make_trunk(self.encoder, config), int(action_space.n), head_widths(config, self.encoder), config.activation
+        )
+        self.net_target = copy.deepcopy(self.net).requires_grad_(False)
+        self.optimizers = {"q": adam(self.net.parameters(), config.lr)}
+        self._target_pairs = parameter_lists(self.net_target, self.net)
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        observations = self.encoder(batch.observations)
+        with torch.no_grad():
+            next_observations = self.encoder(batch.next_observations)
+            next_q, next_logits = self.net(next_observations)
+            next_actions = allowed_greedy(next_q, next_logits, cfg.threshold)
+            next_values = chosen(self.net_target(next_observations)[0], next_actions)
+        q_values, logits = self.net(observations)
+        q_loss = td_loss(chosen(q_values, batch.actions), next_values, batch, cfg.discount, cfg.huber_kappa)
+        imitation, metrics = imitation_loss(logits, batch.actions, cfg.logit_penalty)
+        step(self.optimizers["q"], q_loss + imitation)
+        self.num_updates += 1
+        if self.num_updates % cfg.target_update_interval == 0:
+            soft_update(*self._target_pairs, 1.0)
+        return {"td_loss": q_loss.detach(), **metrics, "q_mean": chosen(q_values, batch.actions).detach().mean()}
+
+    @torch.no_grad()
+    def act(self, observations, deterministic: bool = True) -> torch.Tensor:  # noqa: ARG002  (greedy among allowed)
+        q_values, logits = self.net(self.encoder(observations))
+        return allowed_greedy(q_values, logits, self.config.threshold)

@@ -1,0 +1,79 @@
+"""Image encoders: layout detection, pixel scaling, channels-last conversion, random shift, CNN trunks."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from offrl.nn.encoders import (
+    EncoderConfig,
+    ImageEncoder,
+    NatureCNN,
+    ResNetCNN,
+    detect_channels_last,
+    make_encoder,
+    make_trunk,
+    random_shift,
+)
+
+
+@pytest.mark.parametrize(
+    ("shape", "last"),
+    [((84, 84), False), ((4, 84, 84), False), ((84, 84, 3), True), ((210, 160, 3), True), ((10, 10, 7), True), ((3, 64, 48), False)],
+)
+def test_channels_last_detection(shape, last):
+    assert detect_channels_last(shape) is last
+
+
+def test_pixels_scaled_by_the_space_bound_and_channels_last_converted_once():
+    images = torch.randint(0, 256, (5, 8, 9, 3), dtype=torch.uint8)
+    encoder = ImageEncoder(gym.spaces.Box(0, 255, (8, 9, 3), np.uint8))
+    out = encoder(images)
+    assert out.shape == (5, 3, 8, 9) and out.dtype == torch.float32 and out.is_contiguous()
+    torch.testing.assert_close(out, images.permute(0, 3, 1, 2).float() / 255)
+    binary = ImageEncoder(gym.spaces.Box(0, 1, (10, 10, 4), np.bool_))  # MinAtar: 0/1 channels stay 0/1
+    torch.testing.assert_close(binary(torch.ones(2, 10, 10, 4)), torch.ones(2, 4, 10, 10))
+
+
+def test_stacked_frames_become_channels_in_time_order():
+    frames = torch.arange(2 * 3 * 6 * 6 * 2, dtype=torch.float32).reshape(2, 3, 6, 6, 2) % 200  # [B, K, H, W, C]
+    encoder = ImageEncoder(gym.spaces.Box(0, 255, (6, 6, 2), np.uint8), frame_stack=3)
+    out = encoder(frames.to(torch.uint8))
+    assert encoder.out_shape == (6, 6, 6) and out.shape == (2, 6, 6, 6)
+    torch.testing.assert_close(out[:, 2:4], frames[:, 1].permute(0, 3, 1, 2) / 255)  # frame 1's two channels
+
+
+def test_random_shift_moves_each_image_by_at_most_pad_pixels():
+    torch.manual_seed(0)
+    image = torch.zeros(64, 1, 9, 9)
+    image[:, :, 4, 4] = 1.0  # one lit pixel in the middle
+    shifted = random_shift(image, 2)
+    assert shifted.shape == image.shape
+    positions = shifted[:, 0].flatten(1).argmax(1)
+    rows, cols = positions // 9, positions % 9
+    assert (rows - 4).abs().max() <= 2 and (cols - 4).abs().max() <= 2
+    assert len(set(zip(rows.tolist(), cols.tolist()))) > 10  # per-image shifts, not one for the batch
+    assert torch.all(shifted.sum((1, 2, 3)) == 1)
+    encoder = ImageEncoder(gym.spaces.Box(0, 255, (1, 9, 9), np.uint8), shift=2)
+    encoder.train(False)  # evaluation: no augmentation
+    pixels = (image * 255).to(torch.uint8)
+    torch.testing.assert_close(encoder(pixels), image)
+
+
+def test_trunks_by_config_and_their_widths():
+    config = EncoderConfig(encoder_features=64)
+    nature = make_trunk(make_encoder(gym.spaces.Box(0, 255, (84, 84), np.uint8), config), config)
+    assert isinstance(nature, NatureCNN) and nature(torch.zeros(2, 1, 84, 84)).shape == (2, 64)
+    small = make_trunk(make_encoder(gym.spaces.Box(0, 1, (10, 10, 4), np.uint8), config), config)
+    assert isinstance(small, ResNetCNN) and small(torch.zeros(2, 4, 10, 10)).shape == (2, 64)
+    with pytest.raises(ValueError, match="at least 36x36"):
+        NatureCNN((1, 10, 10), 32)
+    dict_space = gym.spaces.Dict({"rgb": gym.spaces.Box(0, 255, (12, 12, 3), np.uint8), "q": gym.spaces.Box(-1, 1, (5,), np.float32)})
+    encoder = make_encoder(dict_space, config)
+    trunk = make_trunk(encoder, config)
+    features = trunk(encoder({"rgb": torch.zeros(3, 12, 12, 3, dtype=torch.uint8), "q": torch.ones(3, 5)}))
+    assert features.shape == (3, 64 + 5)
+    with pytest.raises(ValueError, match="frame_stack > 1 needs image observations"):
+        make_encoder(gym.spaces.Box(-1, 1, (4,), np.float32), EncoderConfig(frame_stack=4))
