@@ -125,14 +125,34 @@ class DatasetsInfoArgs:
 
 @dataclasses.dataclass
 class DatasetsConvertArgs:
-    """Convert a dataset from any readable format to offrl HDF5 (.hdf5/.h5) or npz (.npz)."""
+    """Convert a dataset from any readable format to offrl HDF5 (.hdf5/.h5), npz (.npz) or offrl-memmap (.offrl)."""
 
     source: Positional[str]
     """Input dataset."""
     destination: Positional[str]
-    """Output file; its suffix picks the format."""
+    """Output file (or .offrl directory: memory-mapped, for data larger than memory); its suffix picks the format."""
     force: bool = False
     """Overwrite the output file if it exists."""
+
+
+@dataclasses.dataclass
+class DatasetsConvertDqnReplayArgs:
+    """Convert DQN-Replay Atari checkpoints (a replay_logs directory) to an offrl-memmap dataset, streaming."""
+
+    replay_logs: Positional[str]
+    """The replay_logs directory of one game and run, holding $store$_observation_ckpt.N.gz ..."""
+    destination: Positional[str]
+    """Output directory (.offrl)."""
+    checkpoints: str | None = None
+    """Checkpoints to convert, e.g. 0,1 or 0-9 (default: all)."""
+    max_transitions: int | None = None
+    """Stop after this many transitions."""
+    clip_rewards: bool = False
+    """Clip rewards to [-1, 1] (DQN's training rewards); by default they are kept raw."""
+    stack_size: int | None = None
+    """dopamine's frame stack (its padding rows per episode + 1); read from invalid_range by default."""
+    force: bool = False
+    """Overwrite the output if it exists."""
 
 
 @dataclasses.dataclass
@@ -489,10 +509,11 @@ def cmd_datasets_info(args: DatasetsInfoArgs, argv: Sequence[str]) -> int:
         print(json.dumps(summary))
         return 0
     r, length = summary["return"], summary["length"]
+    where = "on disk, memory-mapped" if summary["metadata"].get("format") == "offrl-memmap" else "in memory"
     lines = [
         f"dataset      {summary['source']}",
         f"format       {summary['metadata'].get('format')}",
-        f"transitions  {summary['transitions']:,}  ({summary['memory_mb']} MB in memory)",
+        f"transitions  {summary['transitions']:,}  ({summary['memory_mb']} MB {where})",
         f"episodes     {summary['episodes']:,}  (terminals {summary['terminals']:,}, timeouts {summary['timeouts']:,})",
         f"observations {_space_text(summary['observation_space'])}",
         f"actions      {_space_text(summary['action_space'])}",
@@ -515,6 +536,39 @@ def cmd_datasets_convert(args: DatasetsConvertArgs, argv: Sequence[str]) -> int:
     path = save_dataset(dataset, args.destination, overwrite=args.force)
     print(f"wrote {path}: {len(dataset):,} transitions, {dataset.num_episodes:,} episodes")
     return 0
+
+
+def cmd_datasets_convert_dqn_replay(args: DatasetsConvertDqnReplayArgs, argv: Sequence[str]) -> int:
+    from offrl.data.formats import dqn_replay, load_dataset
+
+    numbers = None if args.checkpoints is None else _parse_numbers(args.checkpoints, "--checkpoints")
+    if args.max_transitions is not None and args.max_transitions < 1:
+        raise OffrlError(f"--max-transitions must be positive, got {args.max_transitions}")
+    path = dqn_replay.convert(
+        args.replay_logs,
+        args.destination,
+        checkpoint_numbers=numbers,
+        max_transitions=args.max_transitions,
+        clip_rewards=args.clip_rewards,
+        stack_size=args.stack_size,
+        overwrite=args.force,
+        progress=print,
+    )
+    dataset = load_dataset(path)
+    print(f"wrote {path}: {len(dataset):,} transitions, {dataset.num_episodes:,} episodes")
+    return 0
+
+
+def _parse_numbers(text: str, flag: str) -> list[int]:
+    """``0,1,5-7`` as [0, 1, 5, 6, 7]."""
+    numbers: list[int] = []
+    try:
+        for item in text.split(","):
+            first, _, last = item.strip().partition("-")
+            numbers.extend(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise OffrlError(f"{flag}: expected numbers and ranges such as 0,1,5-7, got {text!r}") from None
+    return numbers
 
 
 def cmd_datasets_collect(args: DatasetsCollectArgs, argv: Sequence[str]) -> int:
@@ -594,6 +648,7 @@ COMMANDS: dict[str, tuple[type, Callable[..., int]]] = {
     "eval": (EvalArgs, cmd_eval),
     "datasets info": (DatasetsInfoArgs, cmd_datasets_info),
     "datasets convert": (DatasetsConvertArgs, cmd_datasets_convert),
+    "datasets convert-dqn-replay": (DatasetsConvertDqnReplayArgs, cmd_datasets_convert_dqn_replay),
     "datasets collect": (DatasetsCollectArgs, cmd_datasets_collect),
     "datasets build": (DatasetsBuildArgs, cmd_datasets_build),
     "datasets list": (DatasetsListArgs, cmd_datasets_list),
@@ -604,8 +659,9 @@ COMMANDS: dict[str, tuple[type, Callable[..., int]]] = {
 
 def usage() -> str:
     lines = ["usage: offrl COMMAND [options]", "", "commands:"]
+    width = max(len(name) for name in COMMANDS)
     for name, (args_class, _) in COMMANDS.items():
-        lines.append(f"  {name:<18} {args_class.__doc__.strip().splitlines()[0]}")
+        lines.append(f"  {name:<{width}} {args_class.__doc__.strip().splitlines()[0]}")
     lines.append("\nRun `offrl COMMAND --help` for a command's options.")
     return "\n".join(lines)
 

@@ -25,6 +25,7 @@ import torch
 
 from offrl.data import validation
 from offrl.data.batch import Batch
+from offrl.data.memmap import as_tensor, mean_std
 from offrl.data.tree import tree_items, tree_map
 from offrl.errors import DatasetError
 
@@ -188,13 +189,14 @@ class Dataset:
     def observation_stats(self, eps: float = 0.0) -> tuple[Observations, Observations]:
         """Per-feature mean and standard deviation (plus ``eps``) of the observations, float32."""
 
-        def mean(array: np.ndarray) -> np.ndarray:
-            return array.mean(axis=0, dtype=np.float64).astype(np.float32)
+        def mean(moments: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+            return moments[0].astype(np.float32)
 
-        def std(array: np.ndarray) -> np.ndarray:
-            return (array.std(axis=0, dtype=np.float64) + eps).astype(np.float32)
+        def std(moments: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+            return (moments[1] + eps).astype(np.float32)
 
-        return tree_map(mean, self.observations), tree_map(std, self.observations)
+        moments = tree_map(mean_std, self.observations)  # in row chunks: a memory-mapped column stays on disk
+        return tree_map(mean, moments), tree_map(std, moments)
 
     def summary(self) -> dict[str, Any]:
         """Size, spaces, episode and return statistics, as plain JSON-able values."""
@@ -265,11 +267,12 @@ class Dataset:
     # ------------------------------------------------------------------ device
 
     def to(self, device: torch.device | str = "cpu") -> Batch:
-        """Every transition as tensors on ``device``: what samplers index into."""
+        """Every transition as tensors on ``device``: what samplers index into. On the CPU, memory-mapped
+        columns are shared with the file, not copied."""
         device = torch.device(device)
 
         def tensor(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+            return as_tensor(array, device)
 
         return Batch(
             observations=tree_map(tensor, self.observations),

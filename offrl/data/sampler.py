@@ -3,7 +3,9 @@
 One ``torch.randint`` and one ``index_select`` per batch: no per-sample
 Python. When every column is a float tensor the columns are packed side by
 side into one ``[N, D]`` tensor at construction, so a batch is a single
-gather and the fields are column views of it.
+gather and the fields are column views of it. Columns that share a
+memory-mapped file (``Dataset.to("cpu")`` of an offrl-memmap dataset) are
+never packed: packing would read the whole file into memory.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import dataclasses
 import torch
 
 from offrl.data.batch import Batch
+from offrl.data.memmap import is_file_backed
 from offrl.data.tree import tree_map2
 
 
@@ -28,7 +31,9 @@ class UniformSampler:
         self._layout: list[tuple[str, int, tuple[int, ...]]] = []
         columns = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
         columns = {name: value for name, value in columns.items() if value is not None}
-        packable = all(isinstance(v, torch.Tensor) and v.dtype == torch.float32 for v in columns.values())
+        packable = all(
+            isinstance(v, torch.Tensor) and v.dtype == torch.float32 and not is_file_backed(v) for v in columns.values()
+        )
         if packable:
             flat = []
             for name, value in columns.items():

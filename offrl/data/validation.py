@@ -3,6 +3,9 @@
 Every failure is a DatasetError naming the file and the key, so a user sees
 what is wrong with their data instead of a shape error from deep inside a
 training step, or worse, a policy silently trained on garbage.
+
+Checks that read values go through the columns in row chunks, so a
+memory-mapped column larger than memory is checked without being loaded.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from offrl.data.memmap import row_chunks
 from offrl.data.tree import tree_items
 from offrl.errors import DatasetError
 
@@ -54,13 +58,21 @@ def check_numeric(source: str, key: str, array: np.ndarray, *, allow_integer: bo
 def check_finite(source: str, key: str, array: np.ndarray) -> None:
     if array.dtype.kind != "f":
         return
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad = np.argwhere(~finite.reshape(len(array), -1).all(axis=1)).ravel()
-        kind = "NaN" if np.isnan(array).any() else "Inf"
-        raise DatasetError(
-            source, f"contains {kind} values in {len(bad)} rows (first at row {int(bad[0])})", key=key
-        )
+    chunks = row_chunks(array)
+    for start, part in chunks:
+        if not np.isfinite(part).all():
+            break
+    else:
+        return
+    bad_rows, first, has_nan = 0, None, False
+    for offset, part in [(start, part), *chunks]:
+        bad = np.flatnonzero(~np.isfinite(part.reshape(len(part), -1)).all(axis=1))
+        if len(bad):
+            bad_rows += len(bad)
+            first = offset + int(bad[0]) if first is None else first
+            has_nan = has_nan or bool(np.isnan(part).any())
+    kind = "NaN" if has_nan else "Inf"
+    raise DatasetError(source, f"contains {kind} values in {bad_rows} rows (first at row {first})", key=key)
 
 
 def as_flags(source: str, key: str, array: np.ndarray) -> np.ndarray:
@@ -71,7 +83,7 @@ def as_flags(source: str, key: str, array: np.ndarray) -> np.ndarray:
     if array.ndim != 1:
         raise DatasetError(source, f"expected shape (N,), found {array.shape}", key=key)
     if array.dtype != np.bool_:
-        values = np.unique(array)
+        values = np.unique(np.concatenate([np.unique(part) for _, part in row_chunks(array)]))
         if not np.isin(values, (0, 1)).all():
             odd = [v for v in values.tolist() if v not in (0, 1)][:3]
             raise DatasetError(source, f"flags must be 0 or 1, found {odd}", key=key)
@@ -96,12 +108,10 @@ def check_actions(source: str, actions: np.ndarray, space: gym.Space) -> None:
         if actions.dtype.kind not in "iu":
             raise DatasetError(source, f"discrete actions need an integer dtype, found {actions.dtype}", key="actions")
         low, high = space.start, space.start + space.n - 1
-        outside = (actions < low) | (actions > high)
-        if outside.any():
+        count, row = _rows_outside(actions, low, high)
+        if count:
             raise DatasetError(
-                source,
-                f"{int(outside.sum())} actions are outside {{{low}..{high}}} (first at row {int(np.argmax(outside))})",
-                key="actions",
+                source, f"{count} actions are outside {{{low}..{high}}} (first at row {row})", key="actions"
             )
         return
     if not isinstance(space, gym.spaces.Box):
@@ -112,15 +122,25 @@ def check_actions(source: str, actions: np.ndarray, space: gym.Space) -> None:
         )
     low = np.broadcast_to(space.low, space.shape) - ACTION_BOUND_TOLERANCE
     high = np.broadcast_to(space.high, space.shape) + ACTION_BOUND_TOLERANCE
-    outside = ((actions < low) | (actions > high)).reshape(len(actions), -1).any(axis=1)
-    if outside.any():
-        row = int(np.argmax(outside))
+    count, row = _rows_outside(actions, low, high)
+    if count:
         raise DatasetError(
             source,
-            f"{int(outside.sum())} actions are outside the action bounds [{space.low.min()}, {space.high.max()}] "
+            f"{count} actions are outside the action bounds [{space.low.min()}, {space.high.max()}] "
             f"(first at row {row}: {actions[row].tolist()})",
             key="actions",
         )
+
+
+def _rows_outside(values: np.ndarray, low: Any, high: Any) -> tuple[int, int | None]:
+    """How many rows have a value outside [low, high], and the first of them."""
+    count, first = 0, None
+    for start, part in row_chunks(values):
+        outside = ((part < low) | (part > high)).reshape(len(part), -1).any(axis=1)
+        if outside.any():
+            count += int(outside.sum())
+            first = start + int(np.argmax(outside)) if first is None else first
+    return count, first
 
 
 def check_observations(source: str, name: str, observations: Any, space: gym.Space) -> None:

@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 from offrl.data.dataset import Dataset
-from offrl.data.formats import d4rl, minari, npz, offrl_hdf5
+from offrl.data.formats import d4rl, minari, npz, offrl_hdf5, offrl_memmap, tianshou
 from offrl.data.formats.hdf5util import is_hdf5, open_hdf5
 from offrl.errors import DatasetError
 
-READ_FORMATS = ("offrl-hdf5", "d4rl", "minari", "npz")
-WRITE_FORMATS = {".hdf5": "offrl-hdf5", ".h5": "offrl-hdf5", ".npz": "npz"}
+READ_FORMATS = ("offrl-hdf5", "offrl-memmap", "d4rl", "minari", "npz", "tianshou")
+WRITE_FORMATS = {".hdf5": "offrl-hdf5", ".h5": "offrl-hdf5", ".npz": "npz", offrl_memmap.SUFFIX: "offrl-memmap"}
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -26,9 +26,13 @@ def detect_format(path: str | os.PathLike) -> str:
             return "zoo"
         raise DatasetError(path, "no such file or directory")
     if path.is_dir():
+        if offrl_memmap.looks_like(path):
+            return "offrl-memmap"
         if minari.data_directory(path) is not None:
             return "minari"
-        raise DatasetError(path, "is a directory but not a Minari dataset (no data/metadata.json)")
+        raise DatasetError(
+            path, "is a directory but neither an offrl-memmap dataset (meta.json) nor a Minari dataset (data/metadata.json)"
+        )
     if path.suffix.lower() == ".npz":
         return "npz"
     if is_hdf5(path):
@@ -37,6 +41,8 @@ def detect_format(path: str | os.PathLike) -> str:
                 return "offrl-hdf5"
             if d4rl.looks_like(handle):
                 return "d4rl"
+            if tianshou.looks_like(handle):
+                return "tianshou"
             if any(key.startswith("episode_") for key in handle) and minari.data_directory(path) is not None:
                 return "minari"
             keys = ", ".join(sorted(handle)[:10]) or "nothing"
@@ -44,10 +50,11 @@ def detect_format(path: str | os.PathLike) -> str:
     raise DatasetError(path, f"unknown dataset format: expected one of {', '.join(READ_FORMATS)}")
 
 
-def load_dataset(path: str | os.PathLike, *, format: str | None = None) -> Dataset:
+def load_dataset(path: str | os.PathLike, *, format: str | None = None, mmap: bool = True) -> Dataset:
     """Load and validate a dataset; the format is detected from the file unless given.
 
     A zoo name (``hopper-medium``, see ``offrl datasets list``) is built on first use.
+    An offrl-memmap directory is memory-mapped (nothing is read until sampled) unless ``mmap=False``.
     """
     fmt = format or detect_format(path)
     if fmt == "zoo":
@@ -57,6 +64,10 @@ def load_dataset(path: str | os.PathLike, *, format: str | None = None) -> Datas
     path = Path(path)
     if fmt == "offrl-hdf5":
         dataset = offrl_hdf5.read(path)
+    elif fmt == "offrl-memmap":
+        dataset = offrl_memmap.read(path, mmap=mmap)
+    elif fmt == "tianshou":
+        dataset = tianshou.read(path)
     elif fmt == "d4rl":
         dataset = d4rl.read(path)
     elif fmt == "npz":
@@ -73,8 +84,8 @@ def load_dataset(path: str | os.PathLike, *, format: str | None = None) -> Datas
 def save_dataset(
     dataset: Dataset, path: str | os.PathLike, *, format: str | None = None, overwrite: bool = False
 ) -> Path:
-    """Write ``dataset`` atomically as offrl HDF5 (``.hdf5``/``.h5``) or npz (``.npz``);
-    ``format="d4rl"`` writes the D4RL layout instead."""
+    """Write ``dataset`` atomically as offrl HDF5 (``.hdf5``/``.h5``), npz (``.npz``) or an
+    offrl-memmap directory (``.offrl``); ``format="d4rl"`` writes the D4RL layout instead."""
     path = Path(path)
     fmt = format or WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -85,8 +96,10 @@ def save_dataset(
         offrl_hdf5.write(dataset, path)
     elif fmt == "npz":
         npz.write(dataset, path)
+    elif fmt == "offrl-memmap":
+        offrl_memmap.write(dataset, path, overwrite=overwrite)
     elif fmt == "d4rl":
         d4rl.write(dataset, path)
     else:
-        raise DatasetError(path, f"offrl writes offrl-hdf5, d4rl and npz, not {fmt!r}")
+        raise DatasetError(path, f"offrl writes offrl-hdf5, offrl-memmap, d4rl and npz, not {fmt!r}")
     return path
