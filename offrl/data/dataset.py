@@ -28,6 +28,7 @@ from offrl.data.batch import Batch
 from offrl.data.memmap import as_tensor, mean_std
 from offrl.data.tree import tree_items, tree_map
 from offrl.errors import DatasetError
+from offrl.spaces import as_float32
 
 Observations = np.ndarray | dict[str, np.ndarray]
 
@@ -104,6 +105,7 @@ class Dataset:
 
         if self.observation_space is None:
             self.observation_space = infer_observation_space(self.observations)
+        self.observation_space = as_float32(self.observation_space)
         if self.action_space is None:
             self.action_space = infer_action_space(self.actions)
         validation.check_observations(src, "observations", self.observations, self.observation_space)
@@ -186,8 +188,9 @@ class Dataset:
 
     # --------------------------------------------------------------- statistics
 
-    def observation_stats(self, eps: float = 0.0) -> tuple[Observations, Observations]:
-        """Per-feature mean and standard deviation (plus ``eps``) of the observations, float32."""
+    def observation_stats(self, eps: float = 0.0, keys: tuple[str, ...] | None = None) -> tuple[Observations, Observations]:
+        """Per-feature mean and standard deviation (plus ``eps``) of the observations, float32;
+        with ``keys``, of those keys of dict observations only."""
 
         def mean(moments: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
             return moments[0].astype(np.float32)
@@ -195,7 +198,8 @@ class Dataset:
         def std(moments: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
             return (moments[1] + eps).astype(np.float32)
 
-        moments = tree_map(mean_std, self.observations)  # in row chunks: a memory-mapped column stays on disk
+        observations = self.observations if keys is None else {key: self.observations[key] for key in keys}
+        moments = tree_map(mean_std, observations)  # in row chunks: a memory-mapped column stays on disk
         return tree_map(mean, moments), tree_map(std, moments)
 
     def summary(self) -> dict[str, Any]:
@@ -315,6 +319,8 @@ def infer_action_space(actions: np.ndarray) -> gym.Space:
 def _observation_dtype(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
+    if array.dtype == np.bool_:
+        return array.view(np.uint8)  # 0/1 pixels (MinAtar), stored as images
     return array.astype(np.float32, copy=False)
 
 

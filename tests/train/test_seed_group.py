@@ -199,3 +199,21 @@ def test_ctrl_c_stops_every_seed_and_the_group_resumes_to_the_same_models(pendul
     for (done, algo), (_, reference) in zip(resumed, whole):
         assert not done.interrupted and done.step == 60
         assert max_difference(algo, reference) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["discrete_cql", "discrete_iql"])
+def test_image_seeds_with_frame_stacks_stack_to_the_separate_updates(name):
+    from tests.algos.test_images import IMAGE_SMALL, image_dataset
+
+    ds = image_dataset(shape=(12, 12, 2))
+    built = [build(name, ds, seed=seed, **IMAGE_SMALL, frame_stack=2, target_update_interval=2) for seed in range(2)]
+    algos, samplers = [b[0] for b in built], [b[1] for b in built]
+    separate = [copy.deepcopy(algo) for algo in algos]
+    model = StackedModel(algos)
+    for _ in range(3):
+        batches = [sampler.sample() for sampler in samplers]
+        model.update("update", batches)
+        for algo, batch in zip(separate, batches):
+            algo.update(batch)
+    for algo, reference in zip(algos, separate):
+        assert max_difference(algo, reference) < 1e-4
