@@ -8,6 +8,10 @@ step linear warm-up, gradient clipping 0.25, batch 64, returns scaled by
 by MSE on real (unpadded) steps. Acting is conditioned on a target return
 (default: the dataset's best episode return) that decreases by each reward
 received, with the last ``context_length`` steps as context.
+
+``discrete_dt`` is the same model for discrete actions (Chen et al.'s Atari
+variant): actions enter as one-hot vectors, the head predicts logits trained
+by cross-entropy, and the policy takes the most likely action.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from offrl.algos.base import Algorithm
@@ -24,11 +29,12 @@ from offrl.algos.common import evaluating, step
 from offrl.algos.registry import register
 from offrl.data.sequences import SequenceBatch
 from offrl.data.tree import tree_map
+from offrl.nn.encoders import EncoderConfig, make_trunk
 from offrl.rollout import RolloutPolicy, to_tensor
 
 
 @dataclasses.dataclass
-class DTConfig:
+class DTConfig(EncoderConfig):
     context_length: int = 20  # K: steps in a training window and in the acting context
     embed_dim: int = 128  # token width
     num_layers: int = 3  # transformer blocks
@@ -46,7 +52,7 @@ class DTConfig:
 
 
 class DecisionTransformerModel(nn.Module):
-    def __init__(self, obs_dim: int, action_dim: int, cfg: DTConfig) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, cfg: DTConfig, *, discrete: bool = False) -> None:
         super().__init__()
         d = cfg.embed_dim
         self.num_heads = cfg.num_heads
@@ -61,7 +67,8 @@ class DecisionTransformerModel(nn.Module):
         )
         self.blocks = nn.TransformerEncoder(block, cfg.num_layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(d)
-        self.predict_action = nn.Sequential(nn.Linear(d, action_dim), nn.Tanh())
+        # continuous: a tanh action in [-1, 1]; discrete: logits over the actions
+        self.predict_action = nn.Linear(d, action_dim) if discrete else nn.Sequential(nn.Linear(d, action_dim), nn.Tanh())
         self.max_timestep = cfg.max_timestep
 
     def forward(self, states, actions, returns_to_go, timesteps, mask) -> torch.Tensor:
@@ -100,36 +107,56 @@ class DecisionTransformer(Algorithm):
 
     def __init__(self, observation_space, action_space, config: DTConfig) -> None:
         super().__init__(observation_space, action_space, config)
-        self.model = DecisionTransformerModel(self.encoder.out_dim, self.action_dim, config)
+        self.discrete = self.action_type == "discrete"
+        if self.discrete:
+            self.action_dim = int(action_space.n)  # one-hot width
+        if config.frame_stack > 1:
+            raise ValueError(f"{self.name} takes one frame per step (its context is the history): use frame_stack=1")
+        self.trunk = make_trunk(self.encoder, config)  # a CNN for image states, nothing for vectors
+        self.model = DecisionTransformerModel(self.trunk.out_dim, self.action_dim, config, discrete=self.discrete)
         self.register_buffer("target_return", torch.tensor(float(config.target_return or 0.0)))
-        self.optimizers = {
-            "model": torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        }
+        parameters = [*self.model.parameters(), *self.trunk.parameters()]
+        self.optimizers = {"model": torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)}
 
     def set_dataset_info(self, info: dict[str, float]) -> None:
         if self.config.target_return is None:
             self.target_return.fill_(info["max_return"])
 
     def encode_steps(self, observations: Any) -> torch.Tensor:
-        """``[B, K, ...]`` observations through the (normalizing) encoder, ``[B, K, F]``."""
+        """``[B, K, ...]`` observations through the (normalizing) encoder and the trunk, ``[B, K, F]``."""
         leading = next(iter(observations.values())) if isinstance(observations, dict) else observations
         batch, length = leading.shape[:2]
         flat = tree_map(lambda t: t.reshape(batch * length, *t.shape[2:]), observations)
-        return self.encoder(flat).reshape(batch, length, -1)
+        return self.trunk(self.encoder(flat)).reshape(batch, length, -1)
 
     def update(self, batch: SequenceBatch) -> dict[str, torch.Tensor]:
         cfg = self.config
         states = self.encode_steps(batch.observations)
-        actions = self.action_scaler.normalize(batch.actions) * batch.mask.unsqueeze(-1)
+        actions = self.action_inputs(batch.actions) * batch.mask.unsqueeze(-1)
         predicted = self.model(states, actions, batch.returns_to_go * cfg.return_scale, batch.timesteps, batch.mask)
-        weights = batch.mask.unsqueeze(-1).float()
-        loss = ((predicted - actions).pow(2) * weights).sum() / (weights.sum() * self.action_dim)
+        if self.discrete:
+            weights = batch.mask.float()
+            errors = F.cross_entropy(predicted.flatten(0, 1), batch.actions.flatten().long(), reduction="none")
+            loss = (errors * weights.flatten()).sum() / weights.sum()
+        else:
+            weights = batch.mask.unsqueeze(-1).float()
+            loss = ((predicted - actions).pow(2) * weights).sum() / (weights.sum() * self.action_dim)
         optimizer = self.optimizers["model"]
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * min(1.0, (self.num_updates + 1) / max(cfg.warmup_steps, 1))
         step(optimizer, loss, max_grad_norm=cfg.grad_clip)
         self.num_updates += 1
-        return {"action_mse": loss.detach()}
+        return {"action_cross_entropy" if self.discrete else "action_mse": loss.detach()}
+
+    def action_inputs(self, actions: torch.Tensor) -> torch.Tensor:
+        """Dataset actions as the model's action tokens: normalized to [-1, 1], or one-hot."""
+        if self.discrete:
+            return F.one_hot(actions.long(), self.action_dim).float()
+        return self.action_scaler.normalize(actions)
+
+    def env_actions(self, predicted: torch.Tensor) -> torch.Tensor:
+        """The model's predictions ``[B, A]`` as environment actions."""
+        return predicted.argmax(dim=-1) if self.discrete else self.action_scaler.denormalize(predicted)
 
     def rollout_policy(self, num_envs: int, *, deterministic: bool = True) -> RolloutPolicy:
         return DTRollout(self, num_envs)
@@ -137,14 +164,14 @@ class DecisionTransformer(Algorithm):
     @torch.no_grad()
     def act(self, observations, deterministic: bool = True) -> torch.Tensor:
         """Each observation as the first step of an episode, conditioned on the target return."""
-        states = self.encoder(observations).unsqueeze(1)
+        states = self.trunk(self.encoder(observations)).unsqueeze(1)
         batch = states.shape[0]
         zeros = torch.zeros(batch, 1, self.action_dim, device=states.device)
         returns = (self.target_return * self.config.return_scale).expand(batch, 1)
         timesteps = torch.zeros(batch, 1, dtype=torch.long, device=states.device)
         mask = torch.ones(batch, 1, dtype=torch.bool, device=states.device)
         with evaluating(self.model):
-            return self.action_scaler.denormalize(self.model(states, zeros, returns, timesteps, mask)[:, -1])
+            return self.env_actions(self.model(states, zeros, returns, timesteps, mask)[:, -1])
 
 
 class DTRollout(RolloutPolicy):
@@ -155,7 +182,7 @@ class DTRollout(RolloutPolicy):
         cfg = algo.config
         device = algo.device
         self.length = cfg.context_length
-        self.states = torch.zeros(num_envs, self.length, algo.encoder.out_dim, device=device)
+        self.states = torch.zeros(num_envs, self.length, algo.trunk.out_dim, device=device)
         self.actions = torch.zeros(num_envs, self.length, algo.action_dim, device=device)
         self.returns = torch.zeros(num_envs, self.length, device=device)
         self.timesteps = torch.zeros(num_envs, self.length, dtype=torch.long, device=device)
@@ -174,17 +201,23 @@ class DTRollout(RolloutPolicy):
         algo = self.algo
         for buffer in (self.states, self.actions, self.returns, self.timesteps, self.mask):
             buffer.copy_(torch.roll(buffer, shifts=-1, dims=1))
-        self.states[:, -1] = algo.encoder(to_tensor(observations, algo.device))
+        with evaluating(algo):
+            self.states[:, -1] = algo.trunk(algo.encoder(to_tensor(observations, algo.device)))
         self.actions[:, -1] = 0.0
         self.returns[:, -1] = self.current_return * algo.config.return_scale
         self.timesteps[:, -1] = self.current_step
         self.mask[:, -1] = True
         with evaluating(algo.model):
             predicted = algo.model(self.states, self.actions * self.mask.unsqueeze(-1), self.returns, self.timesteps, self.mask)
-        action = predicted[:, -1]
-        self.actions[:, -1] = action
-        return algo.action_scaler.denormalize(action).cpu().numpy()
+        actions = algo.env_actions(predicted[:, -1])
+        self.actions[:, -1] = algo.action_inputs(actions) if algo.discrete else predicted[:, -1]
+        return actions.cpu().numpy()
 
     def observe(self, rewards: np.ndarray) -> None:
         self.current_return -= torch.as_tensor(rewards, dtype=torch.float32, device=self.current_return.device)
         self.current_step += 1
+
+
+@register("discrete_dt", paper="Chen et al. 2021, Decision Transformer (discrete actions)", action_type="discrete")
+class DiscreteDecisionTransformer(DecisionTransformer):
+    Config = DTConfig

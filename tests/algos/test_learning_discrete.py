@@ -22,6 +22,8 @@ SETTINGS = {
     "discrete_bc": (1500, {"hidden_dims": (64, 64)}),
     "discrete_iql": (2000, {"hidden_dims": (64, 64), "batch_size": 64}),
     "discrete_crr": (2000, {"hidden_dims": (64, 64), "batch_size": 64}),
+    "discrete_dt": (2000, {"embed_dim": 64, "context_length": 10, "num_layers": 1, "batch_size": 64, "warmup_steps": 100,
+                           "lr": 1e-3, "dropout": 0.0}),
 }
 
 

@@ -1,0 +1,248 @@
+"""Discrete actions against d3rlpy, side by side: learning quality on CartPole, CNN speed on images.
+
+    python benchmarks/discrete.py quality [--seeds 3] [--steps 5000]
+    python benchmarks/discrete.py speed [--reps 3]
+
+quality: an offrl Double DQN expert is trained online on CartPole-v1 (the evaluation with the best
+return is kept), then 100 episodes of it with epsilon-greedy noise (``--epsilon``) make the dataset,
+the zoo's recipe (expert + noise). Discrete BC, BCQ, CQL (and CRR, which d3rlpy has only for
+continuous actions) train offline on it in both libraries with the same settings, steps and seeds;
+each policy is evaluated with offrl's evaluator on the same episodes. The table holds the
+behaviour return, the mean return per algorithm and library, and the spread over seeds.
+
+speed: gradient steps per second of discrete CQL with the Nature-DQN CNN on 84x84 uint8 frames,
+4 frames stacked at sampling time from single stored frames (offrl's FrameStackSampler, d3rlpy's
+FrameStackTransitionPicker), batch 32, each library's own training loop in a fresh process,
+alternating which goes first.
+
+Both record their tables in benchmarks/results/discrete.md with machine, versions and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS_DIR, markdown_table, record  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "discrete_d3rlpy.py"
+RESULTS = RESULTS_DIR / "discrete.md"
+TITLE = "Discrete-action benchmark results\n\nRecorded by `python benchmarks/discrete.py`"
+
+# Shared by both libraries (offrl's field names). CartPole learns in thousands of steps, not Atari's millions:
+# learning rate 1e-3 and target copies every 100 updates instead of 6.25e-5 and 8,000.
+Q_LEARNING = {"lr": 1e-3, "batch_size": 64, "hidden_dims": (64, 64), "target_update_interval": 100, "discount": 0.99,
+              "normalize_observations": False}
+QUALITY = {
+    "discrete_bc": {"lr": 1e-3, "batch_size": 64, "hidden_dims": (64, 64), "logit_penalty": 0.5, "normalize_observations": False},
+    "discrete_bcq": {**Q_LEARNING, "threshold": 0.3, "logit_penalty": 1e-2},
+    "discrete_cql": {**Q_LEARNING, "cql_alpha": 1.0, "double_q": True, "quantiles": 0},
+    "discrete_crr": {"actor_lr": 1e-3, "critic_lr": 1e-3, "batch_size": 64, "hidden_dims": (64, 64), "normalize_observations": False},
+}
+IN_D3RLPY = {"discrete_bc", "discrete_bcq", "discrete_cql", "dqn", "double_dqn"}
+SPEED = {"discrete_cql": {"lr": 6.25e-5, "batch_size": 32, "encoder": "nature", "encoder_features": 512, "frame_stack": 4,
+                          "hidden_dims": (), "target_update_interval": 8000, "discount": 0.99, "cql_alpha": 1.0,
+                          "double_q": True, "quantiles": 0}}
+
+
+def run_d3rlpy(args, job: dict[str, Any], work: Path, name: str) -> dict[str, Any]:
+    path = work / f"{name}.json"
+    path.write_text(json.dumps(job))
+    done = subprocess.run([args.d3rlpy_python, str(WORKER), str(path)], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"d3rlpy {name} failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def export_npz(dataset, path: Path) -> Path:
+    np.savez(path, observations=dataset.observations, actions=dataset.actions, rewards=dataset.rewards,
+             terminals=dataset.terminals, timeouts=dataset.timeouts)
+    return path
+
+
+# ---------------------------------------------------------------- quality
+
+
+def train_expert(work: Path, seed: int):
+    """Online Double DQN on CartPole; the checkpoint of its best evaluation."""
+    import gymnasium as gym
+
+    import offrl
+    from offrl.spaces import as_float32
+    from offrl.train.checkpoint import load_algo
+
+    env = gym.make("CartPole-v1")
+    algo = offrl.make_algo("double_dqn", as_float32(env.observation_space), env.action_space, seed=seed,
+                           **{**Q_LEARNING, "target_update_interval": 200, "exploration_steps": 10_000})
+    run_dir = work / "expert"
+    offrl.train_online(algo, "CartPole-v1", steps=30_000, warmup_steps=1_000, eval_every=2_000, eval_episodes=10,
+                       keep_checkpoints=100, run_dir=run_dir, progress=False, tensorboard=False, seed=seed)
+    with open(run_dir / "evaluations.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    best = max(rows, key=lambda row: float(row["mean_return"]))
+    expert = load_algo(run_dir / "checkpoints" / f"step_{int(best['step']):09d}.json")
+    return expert, float(best["mean_return"]), int(best["step"])
+
+
+def quality(args) -> None:
+    import torch
+
+    import offrl
+    from offrl.data.collect import collect
+    from offrl.rollout import StatelessRollout
+    from offrl.train.evaluate import evaluate, make_vector_env, torch_policy
+    from offrl.train.run import eval_seed
+
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="offrl-discrete-"))
+    expert, expert_return, expert_step = train_expert(work, seed=0)
+    dataset = collect("CartPole-v1", StatelessRollout(expert, deterministic=True), episodes=100, num_envs=10, seed=1,
+                      epsilon=args.epsilon)
+    behaviour = float(dataset.episode_returns().mean())
+    data = export_npz(dataset, work / "cartpole.npz")
+    print(f"expert {expert_return:.1f} (step {expert_step}); dataset {len(dataset)} transitions, behaviour {behaviour:.1f}")
+    returns: dict[tuple[str, str], list[float]] = {}
+    for name in args.algos:
+        for seed in range(args.seeds):
+            for library in ("offrl", "d3rlpy"):
+                if library == "d3rlpy" and name not in IN_D3RLPY:
+                    continue
+                envs = make_vector_env("CartPole-v1", 10)
+                if library == "offrl":
+                    algo = offrl.make_algo(name, dataset.observation_space, dataset.action_space, seed=seed, **QUALITY[name])
+                    offrl.train_offline(algo, dataset, steps=args.steps, eval_every=0, seed=seed, run_dir=work / f"{name}-{seed}",
+                                        progress=False, tensorboard=False)
+                    algo.train(False)
+                    policy = StatelessRollout(algo, deterministic=True)
+                else:
+                    job = {"mode": "quality", "algo": name, "settings": QUALITY[name], "data": str(data), "steps": args.steps,
+                           "seed": seed, "device": "cpu", "threads": args.threads, "policy": str(work / f"{name}-{seed}.pt")}
+                    run_d3rlpy(args, job, work, f"{name}-{seed}")
+                    module = torch.jit.load(job["policy"]).eval()
+                    policy = torch_policy(module, torch.device("cpu"))
+                result = evaluate(policy, envs, env_id="CartPole-v1", episodes=args.eval_episodes, seed=eval_seed(seed, args.steps))
+                envs.close()
+                returns.setdefault((name, library), []).append(result.mean_return)
+                print(f"{name:14s} {library:7s} seed {seed}: {result.mean_return:.1f}", flush=True)
+    rows = []
+    for name in args.algos:
+        cells = []
+        for library in ("offrl", "d3rlpy"):
+            values = returns.get((name, library))
+            cells.append("—" if not values else f"{statistics.mean(values):.1f} [{min(values):.1f}, {max(values):.1f}]")
+        rows.append([name, *cells])
+    body = (
+        f"CartPole-v1; data: 100 episodes of an offrl Double DQN expert (return {expert_return:.1f}) with epsilon "
+        f"{args.epsilon} ({len(dataset):,} transitions, behaviour return **{behaviour:.1f}**); {args.steps:,} gradient steps, "
+        f"{args.seeds} seeds, {args.eval_episodes} evaluation episodes each; mean return over seeds [min, max]. "
+        f"Settings: `{json.dumps(QUALITY)}`. d3rlpy has no discrete CRR.\n\n"
+        + markdown_table(["algorithm", "offrl", f"d3rlpy {args.d3rlpy_version}"], rows)
+    )
+    record(RESULTS, TITLE, "offline quality on CartPole (`python benchmarks/discrete.py quality`)", body)
+
+
+# ---------------------------------------------------------------- speed
+
+
+def offrl_speed_worker(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    import offrl
+
+    torch.set_num_threads(job["threads"])
+    data = np.load(job["data"])
+    dataset = offrl.Dataset(observations=data["observations"], actions=data["actions"], rewards=data["rewards"],
+                            next_observations=data["next_observations"], terminals=data["terminals"], timeouts=data["timeouts"])
+    algo = offrl.make_algo(job["algo"], dataset.observation_space, dataset.action_space, seed=job["seed"], **job["settings"])
+    with tempfile.TemporaryDirectory() as work:
+        offrl.train_offline(algo, dataset, steps=job["steps"], eval_every=0, log_every=job["interval"], run_dir=work,
+                            checkpoint_every=job["steps"], progress=False, tensorboard=False)
+        with open(Path(work) / "metrics.csv") as handle:
+            rates = [float(row["steps_per_sec"]) for row in csv.DictReader(handle)]
+    return {"steps_per_sec": rates[1:], "version": offrl.__version__}
+
+
+def image_data(path: Path, size: int) -> Path:
+    """Synthetic Atari-shaped data: single 84x84 uint8 frames, 4 actions, episodes of 500 steps."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(size + 1, 84, 84), dtype=np.uint8)
+    timeouts = (np.arange(size) % 500) == 499
+    np.savez(path, observations=frames[:-1], next_observations=frames[1:], actions=rng.integers(0, 4, size),
+             rewards=rng.normal(size=size).astype(np.float32), terminals=np.zeros(size, bool), timeouts=timeouts)
+    return path
+
+
+def speed(args) -> None:
+    work = Path(tempfile.mkdtemp(prefix="offrl-discrete-speed-"))
+    data = image_data(work / "frames.npz", args.size)
+    interval, intervals = args.interval, args.intervals
+    rates: dict[str, list[float]] = {"offrl": [], "d3rlpy": []}
+    for rep in range(args.reps):
+        order = ("offrl", "d3rlpy") if rep % 2 == 0 else ("d3rlpy", "offrl")
+        for library in order:
+            job = {"mode": "speed", "algo": "discrete_cql", "settings": SPEED["discrete_cql"], "data": str(data), "seed": rep,
+                   "device": "cpu", "threads": args.threads, "interval": interval, "steps": interval * (intervals + 1)}
+            if library == "d3rlpy":
+                result = run_d3rlpy(args, job, work, f"speed-{rep}")
+            else:
+                path = work / f"offrl-{rep}.json"
+                path.write_text(json.dumps(job))
+                done = subprocess.run([sys.executable, __file__, "--worker", str(path)], capture_output=True, text=True, cwd=ROOT)
+                if done.returncode != 0:
+                    raise RuntimeError(f"offrl worker failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+            rates[library].append(statistics.median(result["steps_per_sec"]))
+            print(f"rep {rep} {library}: {rates[library][-1]:.1f} steps/s", flush=True)
+    ratio = [a / b for a, b in zip(rates["offrl"], rates["d3rlpy"])]
+    cell = lambda v: f"{statistics.median(v):.1f} [{min(v):.1f}, {max(v):.1f}]"  # noqa: E731
+    body = (
+        f"discrete CQL, Nature-DQN CNN (512 features), 84x84 uint8 frames x 4 stacked at sampling time, batch 32, "
+        f"{args.size:,} transitions, {args.threads} torch threads; each library's training loop in a fresh process, "
+        f"{args.reps} repetitions alternating order, {intervals} timed intervals of {interval} steps after a warm-up one; "
+        f"median [min, max] steps/s.\n\n"
+        + markdown_table(["algorithm", "offrl steps/s", f"d3rlpy {args.d3rlpy_version} steps/s", "offrl / d3rlpy"],
+                         [["discrete_cql (images)", cell(rates["offrl"]), cell(rates["d3rlpy"]), f"{cell(ratio)[:-1]}]x"]])
+    )
+    record(RESULTS, TITLE, "CNN training speed (`python benchmarks/discrete.py speed`)", body)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["quality", "speed"])
+    parser.add_argument("--d3rlpy-python", default=str(ROOT / ".venv-d3rlpy" / "bin" / "python"))
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--algos", default=",".join(QUALITY))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--epsilon", type=float, default=0.2)
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--size", type=int, default=20_000)
+    parser.add_argument("--interval", type=int, default=40)
+    parser.add_argument("--intervals", type=int, default=3)
+    args = parser.parse_args()
+    args.algos = args.algos.split(",")
+    done = subprocess.run([args.d3rlpy_python, "-c", "import d3rlpy; print(d3rlpy.__version__)"], capture_output=True, text=True)
+    args.d3rlpy_version = done.stdout.strip().splitlines()[-1] if done.returncode == 0 else "?"
+    return args
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        print(json.dumps(offrl_speed_worker(json.loads(Path(sys.argv[2]).read_text()))))
+    else:
+        arguments = parse_args()
+        quality(arguments) if arguments.mode == "quality" else speed(arguments)
