@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from offrl.algos.base import Algorithm
@@ -57,8 +57,8 @@ class QImitationNetwork(nn.Module):
 
 def allowed_greedy(q_values: torch.Tensor, logits: torch.Tensor, threshold: float) -> torch.Tensor:
     """The highest-valued action among those whose behaviour probability is above ``threshold`` times the largest."""
-    log_ratio = F.log_softmax(logits, dim=-1) - F.log_softmax(logits, dim=-1).max(dim=-1, keepdim=True).values
-    allowed = log_ratio > torch.log(torch.as_tensor(threshold))
+    log_ratio = logits - logits.max(dim=-1, keepdim=True).values  # log G(a|s) - log max G(.|s): the normalizer cancels
+    allowed = log_ratio > math.log(threshold)
     return torch.where(allowed, q_values, torch.finfo(q_values.dtype).min).argmax(dim=-1)
 
 

@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from offrl.algos.base import Algorithm
 from offrl.algos.common import adam, advantage_weights, parameter_lists, soft_update, step, td_target
@@ -42,6 +43,15 @@ class DiscreteCRRConfig(EncoderConfig):
     normalize_observations: bool = True  # standardize vector observations with dataset statistics
 
 
+def actor_and_critic(encoder: nn.Module, action_space, config) -> tuple[CategoricalPolicy, DiscreteQNetwork]:
+    """A categorical policy and a ``num_critics`` Q ensemble, each on its own trunk (discrete CRR and IQL)."""
+    n_actions, widths = int(action_space.n), head_widths(config, encoder)
+    options = {"activation_name": config.activation}
+    actor = CategoricalPolicy(make_trunk(encoder, config), n_actions, widths, **options)
+    critic = DiscreteQNetwork(make_trunk(encoder, config), n_actions, widths, ensemble_size=config.num_critics, **options)
+    return actor, critic
+
+
 def members_chosen(values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """``[E, B]`` values of the taken actions from ensemble values ``[E, B, n]``."""
     return chosen(values.permute(1, 2, 0), actions).T
@@ -64,11 +74,7 @@ class DiscreteCRR(Algorithm):
 
     def __init__(self, observation_space, action_space, config: DiscreteCRRConfig) -> None:
         super().__init__(observation_space, action_space, config)
-        n_actions, widths = int(action_space.n), head_widths(config, self.encoder)
-        self.actor = CategoricalPolicy(make_trunk(self.encoder, config), n_actions, widths, activation_name=config.activation)
-        self.critic = DiscreteQNetwork(
-            make_trunk(self.encoder, config), n_actions, widths, ensemble_size=config.num_critics, activation_name=config.activation
-        )
+        self.actor, self.critic = actor_and_critic(self.encoder, action_space, config)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizers = {"actor": adam(self.actor.parameters(), config.actor_lr), "critic": adam(self.critic.parameters(), config.critic_lr)}
         self._target_pairs = parameter_lists(self.critic_target, self.critic)

@@ -16,13 +16,12 @@ from torch import nn
 
 from offrl.algos.base import Algorithm
 from offrl.algos.common import adam, advantage_weights, expectile_loss, parameter_lists, soft_update, step, td_target
-from offrl.algos.discrete_crr import ensemble_td_loss, members_chosen, weighted_log_likelihood
+from offrl.algos.discrete_crr import actor_and_critic, ensemble_td_loss, members_chosen, weighted_log_likelihood
 from offrl.algos.dqn import head_widths
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
-from offrl.nn.critics import DiscreteQNetwork, ValueNetwork
+from offrl.nn.critics import ValueNetwork
 from offrl.nn.encoders import EncoderConfig, make_trunk
-from offrl.nn.heads import CategoricalPolicy
 
 
 @dataclasses.dataclass
@@ -48,13 +47,11 @@ class DiscreteIQL(Algorithm):
 
     def __init__(self, observation_space, action_space, config: DiscreteIQLConfig) -> None:
         super().__init__(observation_space, action_space, config)
-        n_actions, widths = int(action_space.n), head_widths(config, self.encoder)
-        options = {"activation_name": config.activation}
-        self.actor = CategoricalPolicy(make_trunk(self.encoder, config), n_actions, widths, **options)
-        self.critic = DiscreteQNetwork(make_trunk(self.encoder, config), n_actions, widths, ensemble_size=config.num_critics, **options)
+        self.actor, self.critic = actor_and_critic(self.encoder, action_space, config)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         trunk = make_trunk(self.encoder, config)
-        self.value = nn.Sequential(trunk, ValueNetwork(trunk.out_dim, widths, **options))
+        widths = head_widths(config, self.encoder)
+        self.value = nn.Sequential(trunk, ValueNetwork(trunk.out_dim, widths, activation_name=config.activation))
         self.optimizers = {
             "actor": adam(self.actor.parameters(), config.actor_lr),
             "critic": adam(self.critic.parameters(), config.critic_lr),

@@ -116,7 +116,7 @@ class ImageEncoder(nn.Module):
     applies DrQ's random shift (replicate-pad, random crop back to size), a fresh shift per image.
     """
 
-    normalized_keys: tuple[str, ...] = ()
+    normalized_keys: tuple[str, ...] = ()  # pixels are scaled by the space's bound, never standardized
 
     def __init__(self, space: gym.spaces.Box, *, frame_stack: int = 1, channels_last: bool | None = None, shift: int = 0) -> None:
         super().__init__()
@@ -136,9 +136,6 @@ class ImageEncoder(nn.Module):
         high = float(np.max(space.high)) if np.all(np.isfinite(space.high)) else 1.0
         self.scale = 1.0 / high if high > 0 else 1.0
         self.shift = int(shift)
-
-    def set_statistics(self, mean, std) -> None:  # noqa: ARG002  (pixels are scaled, not standardized)
-        return
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         x = observations.reshape(-1, self.frame_stack, *self.frame_shape)
@@ -177,8 +174,8 @@ class DictEncoder(nn.Module):
         self.normalized_keys = tuple(self.vector_keys)
 
     def set_statistics(self, mean: dict[str, np.ndarray], std: dict[str, np.ndarray]) -> None:
-        if self.vectors is not None:
-            self.vectors.set_statistics({k: mean[k] for k in self.vector_keys}, {k: std[k] for k in self.vector_keys})
+        """Statistics of the vector keys (``normalized_keys``); images are scaled, not standardized."""
+        self.vectors.set_statistics({k: mean[k] for k in self.vector_keys}, {k: std[k] for k in self.vector_keys})
 
     def forward(self, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {key: self.images[key](observations[key]) for key in self.image_keys}
