@@ -28,16 +28,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS_DIR, markdown_table, record  # noqa: E402
+from common import RESULTS_DIR, ROOT, markdown_table, record, run_worker  # noqa: E402
+from quality import export_npz  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "discrete_d3rlpy.py"
 RESULTS = RESULTS_DIR / "discrete.md"
 TITLE = "Discrete-action benchmark results\n\nRecorded by `python benchmarks/discrete.py`"
@@ -56,21 +55,6 @@ IN_D3RLPY = {"discrete_bc", "discrete_bcq", "discrete_cql", "dqn", "double_dqn"}
 SPEED = {"discrete_cql": {"lr": 6.25e-5, "batch_size": 32, "encoder": "nature", "encoder_features": 512, "frame_stack": 4,
                           "hidden_dims": (), "target_update_interval": 8000, "discount": 0.99, "cql_alpha": 1.0,
                           "double_q": True, "quantiles": 0}}
-
-
-def run_d3rlpy(args, job: dict[str, Any], work: Path, name: str) -> dict[str, Any]:
-    path = work / f"{name}.json"
-    path.write_text(json.dumps(job))
-    done = subprocess.run([args.d3rlpy_python, str(WORKER), str(path)], capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"d3rlpy {name} failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def export_npz(dataset, path: Path) -> Path:
-    np.savez(path, observations=dataset.observations, actions=dataset.actions, rewards=dataset.rewards,
-             terminals=dataset.terminals, timeouts=dataset.timeouts)
-    return path
 
 
 # ---------------------------------------------------------------- quality
@@ -130,7 +114,7 @@ def quality(args) -> None:
                 else:
                     job = {"mode": "quality", "algo": name, "settings": QUALITY[name], "data": str(data), "steps": args.steps,
                            "seed": seed, "device": "cpu", "threads": args.threads, "policy": str(work / f"{name}-{seed}.pt")}
-                    run_d3rlpy(args, job, work, f"{name}-{seed}")
+                    run_worker([args.d3rlpy_python, str(WORKER)], job, work, f"d3rlpy-{name}-{seed}")
                     module = torch.jit.load(job["policy"]).eval()
                     policy = torch_policy(module, torch.device("cpu"))
                 result = evaluate(policy, envs, env_id="CartPole-v1", episodes=args.eval_episodes, seed=eval_seed(seed, args.steps))
@@ -195,15 +179,8 @@ def speed(args) -> None:
         for library in order:
             job = {"mode": "speed", "algo": "discrete_cql", "settings": SPEED["discrete_cql"], "data": str(data), "seed": rep,
                    "device": "cpu", "threads": args.threads, "interval": interval, "steps": interval * (intervals + 1)}
-            if library == "d3rlpy":
-                result = run_d3rlpy(args, job, work, f"speed-{rep}")
-            else:
-                path = work / f"offrl-{rep}.json"
-                path.write_text(json.dumps(job))
-                done = subprocess.run([sys.executable, __file__, "--worker", str(path)], capture_output=True, text=True, cwd=ROOT)
-                if done.returncode != 0:
-                    raise RuntimeError(f"offrl worker failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
-                result = json.loads(done.stdout.strip().splitlines()[-1])
+            command = [args.d3rlpy_python, str(WORKER)] if library == "d3rlpy" else [sys.executable, __file__, "--worker"]
+            result = run_worker(command, job, work, f"{library}-speed-{rep}")
             rates[library].append(statistics.median(result["steps_per_sec"]))
             print(f"rep {rep} {library}: {rates[library][-1]:.1f} steps/s", flush=True)
     ratio = [a / b for a, b in zip(rates["offrl"], rates["d3rlpy"])]

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS_DIR, markdown_table, record  # noqa: E402
-from speed import INTERVALS, run_worker, speed_settings, summary  # noqa: E402
+from common import RESULTS_DIR, markdown_table, record, run_worker  # noqa: E402
+from speed import INTERVALS, speed_settings, summary  # noqa: E402
 
 RESULTS = RESULTS_DIR / "seeds.md"
 TITLE = ("Batched seeds benchmark results\n\nRecorded by `python benchmarks/seeds.py`: one seed alone against N seeds "
@@ -77,7 +77,7 @@ def main() -> None:
                 for which in (["one", "group"] if rep % 2 == 0 else ["group", "one"]):
                     seeds = 1 if which == "one" else args.seeds
                     job = {**base, "seeds": seeds, "interval": max(10, interval // (1 if seeds == 1 else args.seeds))}
-                    rates[which] = statistics.median(run_worker(sys.executable, SPEED, job, work, f"{algo}-{which}")["steps_per_sec"])
+                    rates[which] = statistics.median(run_worker([sys.executable, str(SPEED), "--worker"], job, work, f"{algo}-{which}")["steps_per_sec"])
                     results[algo][which].append(rates[which])
                 results[algo]["cost"].append(rates["one"] / rates["group"])
                 results[algo]["speedup"].append(args.seeds * rates["group"] / rates["one"])

@@ -30,7 +30,6 @@ import csv
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,9 +37,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS_DIR, markdown_table, record  # noqa: E402
+from common import RESULTS_DIR, ROOT, markdown_table, record, run_worker  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "speed_d3rlpy.py"
 RESULTS = RESULTS_DIR / "speed.md"
 TITLE = ("Speed benchmark results\n\nRecorded by `python benchmarks/speed.py`: gradient steps per second of each library's "
@@ -148,16 +146,6 @@ def floor_worker(job: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- driver
 
 
-def run_worker(python: str, script: Path, job: dict[str, Any], work: Path, name: str) -> dict[str, Any]:
-    path = work / f"{name}.json"
-    path.write_text(json.dumps(job))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    done = subprocess.run([python, str(script), str(path)] if script == WORKER else [python, str(script), "--worker", str(path)],
-                          capture_output=True, text=True, env=env, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"{name} failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
 
 def summary(values: list[float], digits: int = 0) -> str:
     return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
@@ -217,7 +205,7 @@ def main() -> None:
         for rep in range(args.reps):
             for algo in algos:
                 if algo == "td3_bc":  # the floor right before TD3+BC, so both see the machine in the same state
-                    floor = run_worker(sys.executable, Path(__file__), floor_job, work, "floor")
+                    floor = run_worker([sys.executable, __file__, "--worker"], floor_job, work, "floor")
                     floors.append(floor["seconds"])
                     print(f"rep {rep}: TD3+BC matmul floor {floor['seconds'] * 1e3:.2f} ms ({floor['mflop']:.0f} MFLOP)",
                           flush=True)
@@ -231,9 +219,9 @@ def main() -> None:
                 rates = {}
                 for library in order:
                     if library == "offrl":
-                        out = run_worker(sys.executable, Path(__file__), job, work, f"{algo}-offrl")
+                        out = run_worker([sys.executable, __file__, "--worker"], job, work, f"{algo}-offrl")
                     else:
-                        out = run_worker(args.d3rlpy_python, WORKER, job, work, f"{algo}-d3rlpy")
+                        out = run_worker([args.d3rlpy_python, str(WORKER)], job, work, f"{algo}-d3rlpy")
                     versions[library] = out["version"]
                     rates[library] = statistics.median(out["steps_per_sec"])
                     results[algo][library].append(rates[library])

@@ -42,22 +42,21 @@ def test_every_offline_algorithm_has_a_learning_test():
     assert offline <= set(SETTINGS), offline - set(SETTINGS)
 
 
-@pytest.mark.parametrize("name", sorted(SETTINGS))
-def test_policy_beats_the_behaviour_policy(name, pendulum_learning_dataset, tmp_path):
-    ds = pendulum_learning_dataset
-    steps, overrides = SETTINGS[name]
+def train_and_evaluate(name: str, ds, env: str, steps: int, overrides: dict, *, eval_episodes: int, run_dir):
+    """``name`` trained offline on ``ds`` through the real trainer and evaluated at the end; with the data's mean return."""
     algo = offrl.make_algo(name, ds.observation_space, ds.action_space, seed=0, **overrides)
     result = offrl.train_offline(
-        algo,
-        ds,
-        env="Pendulum-v1",
-        steps=steps,
-        eval_every=0,
-        eval_episodes=20,
-        run_dir=tmp_path / name,
-        progress=False,
+        algo, ds, env=env, steps=steps, eval_every=0, eval_episodes=eval_episodes, run_dir=run_dir, progress=False,
         tensorboard=False,
     )
-    behaviour = ds.episode_returns().mean()
+    return result, float(ds.episode_returns().mean())
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_policy_beats_the_behaviour_policy(name, pendulum_learning_dataset, tmp_path):
+    steps, overrides = SETTINGS[name]
+    result, behaviour = train_and_evaluate(
+        name, pendulum_learning_dataset, "Pendulum-v1", steps, overrides, eval_episodes=20, run_dir=tmp_path / name
+    )
     assert result.final_eval.episodes == 20
     assert result.final_eval.mean_return > behaviour + MARGIN, (result.final_eval.mean_return, behaviour)

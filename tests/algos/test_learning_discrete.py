@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 import offrl
+from tests.algos.test_learning import train_and_evaluate
 
 MARGIN = 75.0
 Q_LEARNING = {"lr": 1e-3, "batch_size": 64, "hidden_dims": (64, 64), "target_update_interval": 100}
@@ -34,11 +35,6 @@ def test_every_offline_discrete_algorithm_has_a_learning_test():
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_policy_beats_the_noisy_behaviour_policy(name, cartpole_dataset, tmp_path):
-    ds = cartpole_dataset
     steps, overrides = SETTINGS[name]
-    algo = offrl.make_algo(name, ds.observation_space, ds.action_space, seed=0, **overrides)
-    result = offrl.train_offline(
-        algo, ds, steps=steps, env="CartPole-v1", eval_every=0, eval_episodes=10, run_dir=tmp_path, progress=False, tensorboard=False
-    )
-    behaviour = float(ds.episode_returns().mean())
+    result, behaviour = train_and_evaluate(name, cartpole_dataset, "CartPole-v1", steps, overrides, eval_episodes=10, run_dir=tmp_path)
     assert result.final_eval.mean_return > behaviour + MARGIN, (name, result.final_eval.mean_return, behaviour)
