@@ -19,11 +19,12 @@ from offrl.algos.common import adam, advantage_weights, critic_loss, parameter_l
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
+from offrl.nn.encoders import EncoderConfig
 from offrl.nn.heads import GaussianPolicy
 
 
 @dataclasses.dataclass
-class AWACConfig:
+class AWACConfig(EncoderConfig):
     discount: float = 0.99  # reward discount
     tau: float = 0.005  # target-critic Polyak rate
     awac_lambda: float = 1.0  # temperature: weights exp(A / lambda)
@@ -49,6 +50,7 @@ def weighted_log_likelihood(actor, critic, features, actions, awac_lambda: float
 @register("awac", paper="Nair et al. 2020, AWAC: Accelerating Online Reinforcement Learning with Offline Datasets")
 class AWAC(Algorithm):
     Config = AWACConfig
+    shared_trunk = True
 
     def __init__(self, observation_space, action_space, config: AWACConfig) -> None:
         super().__init__(observation_space, action_space, config)
@@ -62,7 +64,8 @@ class AWAC(Algorithm):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizers = {
             "actor": adam(self.actor.parameters(), config.actor_lr),
-            "critic": adam(self.critic.parameters(), config.critic_lr),
+            # the critic's loss trains the image trunk, when there is one
+            "critic": adam([*self.critic.parameters(), *self.encoder.parameters()], config.critic_lr),
         }
         self._critic_target = parameter_lists(self.critic_target, self.critic)
 
@@ -75,7 +78,7 @@ class AWAC(Algorithm):
         loss, critic_metrics = critic_loss(self.critic, features, actions, targets)
         step(self.optimizers["critic"], loss)
 
-        loss, metrics = weighted_log_likelihood(self.actor, self.critic, features, actions, cfg.awac_lambda, cfg.max_weight)
+        loss, metrics = weighted_log_likelihood(self.actor, self.critic, features.detach(), actions, cfg.awac_lambda, cfg.max_weight)
         step(self.optimizers["actor"], loss)
         soft_update(*self._critic_target, cfg.tau)
         self.num_updates += 1

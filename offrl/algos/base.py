@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from offrl.data.batch import Batch
-from offrl.nn.encoders import make_encoder
+from offrl.nn.encoders import make_encoder, with_trunk
 from offrl.nn.heads import ActionScaler
 from offrl.rollout import FrameStackRollout, RolloutPolicy, StatelessRollout
 
@@ -27,6 +27,10 @@ class Algorithm(nn.Module):
     paper: ClassVar[str] = ""
     batch_kind: ClassVar[str] = "transitions"  # or "sequences": the trainer samples episode windows
     online: ClassVar[bool] = False  # an online learner (SAC, TD3): with an env and a dataset, training is hybrid
+    # Image observations: ``self.encoder`` holds one learned CNN trunk whose features every network reads
+    # (``TrunkEncoder``); its parameters join the optimizer of the loss that trains them, usually the critic's.
+    # Without it the algorithm builds a trunk per network itself (``make_trunk``), as the discrete ones do.
+    shared_trunk: ClassVar[bool] = False
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any) -> None:
         super().__init__()
@@ -35,6 +39,8 @@ class Algorithm(nn.Module):
         self.action_space = action_space
         try:
             self.encoder = make_encoder(observation_space, config)
+            if self.shared_trunk:
+                self.encoder = with_trunk(self.encoder, config)
         except ValueError as error:
             raise ValueError(f"{self.name}: {error}") from None
         if self.action_type == "continuous":

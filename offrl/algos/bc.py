@@ -17,11 +17,12 @@ from offrl.algos.base import Algorithm
 from offrl.algos.common import adam, step
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
+from offrl.nn.encoders import EncoderConfig
 from offrl.nn.heads import DeterministicPolicy, GaussianPolicy
 
 
 @dataclasses.dataclass
-class BCConfig:
+class BCConfig(EncoderConfig):
     policy: Literal["deterministic", "gaussian"] = "deterministic"  # MSE regression or Gaussian log-likelihood
     hidden_dims: tuple[int, ...] = (256, 256)  # actor MLP widths
     activation: str = "relu"  # hidden-layer activation
@@ -46,6 +47,7 @@ def nll_loss(policy: GaussianPolicy, features: torch.Tensor, actions: torch.Tens
 @register("bc", paper="Pomerleau 1991, behaviour cloning")
 class BC(Algorithm):
     Config = BCConfig
+    shared_trunk = True
 
     def __init__(self, observation_space, action_space, config: BCConfig) -> None:
         super().__init__(observation_space, action_space, config)
@@ -62,7 +64,7 @@ class BC(Algorithm):
             )
         else:
             self.actor = DeterministicPolicy(self.encoder.out_dim, self.action_dim, config.hidden_dims, **options)
-        self.optimizers = {"actor": adam(self.actor.parameters(), config.lr, config.weight_decay)}
+        self.optimizers = {"actor": adam([*self.actor.parameters(), *self.encoder.parameters()], config.lr, config.weight_decay)}
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         features = self.encoder(batch.observations)

@@ -21,12 +21,13 @@ from offrl.algos.common import adam, critic_loss, parameter_lists, repeat_rows, 
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
+from offrl.nn.encoders import EncoderConfig
 from offrl.nn.layers import MLP
 from offrl.nn.vae import ConditionalVAE, vae_loss
 
 
 @dataclasses.dataclass
-class BCQConfig:
+class BCQConfig(EncoderConfig):
     discount: float = 0.99  # reward discount
     tau: float = 0.005  # target-network Polyak rate
     lmbda: float = 0.75  # soft clipped double-Q: lmbda * min + (1 - lmbda) * max
@@ -66,6 +67,7 @@ def soft_clipped_q(q: torch.Tensor, lmbda: float) -> torch.Tensor:
 @register("bcq", paper="Fujimoto et al. 2019, Off-Policy Deep Reinforcement Learning without Exploration")
 class BCQ(Algorithm):
     Config = BCQConfig
+    shared_trunk = True
 
     def __init__(self, observation_space, action_space, config: BCQConfig) -> None:
         super().__init__(observation_space, action_space, config)
@@ -79,7 +81,8 @@ class BCQ(Algorithm):
         self.optimizers = {
             "vae": adam(self.vae.parameters(), config.vae_lr),
             "actor": adam(self.actor.parameters(), config.actor_lr),
-            "critic": adam(self.critic.parameters(), config.critic_lr),
+            # the critic's loss trains the image trunk, when there is one
+            "critic": adam([*self.critic.parameters(), *self.encoder.parameters()], config.critic_lr),
         }
         self._targets = [parameter_lists(self.actor_target, self.actor), parameter_lists(self.critic_target, self.critic)]
 
@@ -87,7 +90,7 @@ class BCQ(Algorithm):
         cfg = self.config
         features = self.encoder(batch.observations)
         actions = self.action_scaler.normalize(batch.actions)
-        loss, metrics = vae_loss(self.vae, features, actions, cfg.kl_weight)
+        loss, metrics = vae_loss(self.vae, features.detach(), actions, cfg.kl_weight)
         step(self.optimizers["vae"], loss)
 
         with torch.no_grad():
@@ -100,6 +103,7 @@ class BCQ(Algorithm):
         loss, critic_metrics = critic_loss(self.critic, features, actions, targets)
         step(self.optimizers["critic"], loss)
 
+        features = features.detach()
         with torch.no_grad():
             proposals = self.vae.decode(features)
         actor_loss = -self.critic(features, self.actor(features, proposals), members=slice(0, 1)).mean()

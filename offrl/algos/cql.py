@@ -30,11 +30,12 @@ from offrl.algos.registry import register
 from offrl.algos.sac import alpha_loss
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
+from offrl.nn.encoders import EncoderConfig
 from offrl.nn.heads import TanhGaussianPolicy
 
 
 @dataclasses.dataclass
-class CQLConfig:
+class CQLConfig(EncoderConfig):
     discount: float = 0.99  # reward discount
     tau: float = 0.005  # target-critic Polyak rate
     actor_lr: float = 3e-5  # policy Adam learning rate (CQL's locomotion setting)
@@ -101,6 +102,7 @@ def conservative_penalty(
 @register("cql", paper="Kumar et al. 2020, Conservative Q-Learning for Offline Reinforcement Learning")
 class CQL(Algorithm):
     Config = CQLConfig
+    shared_trunk = True
 
     def __init__(self, observation_space, action_space, config: CQLConfig) -> None:
         super().__init__(observation_space, action_space, config)
@@ -122,7 +124,8 @@ class CQL(Algorithm):
         self.target_entropy = -float(self.action_dim) if config.target_entropy is None else config.target_entropy
         self.optimizers = {
             "actor": adam(self.actor.parameters(), config.actor_lr),
-            "critic": adam(self.critic.parameters(), config.critic_lr),
+            # the critic's loss trains the image trunk, when there is one
+            "critic": adam([*self.critic.parameters(), *self.encoder.parameters()], config.critic_lr),
         }
         if config.learn_alpha:
             self.optimizers["alpha"] = adam([self.log_alpha], config.alpha_lr)
@@ -136,16 +139,18 @@ class CQL(Algorithm):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         features = self.encoder(batch.observations)
-        next_features = self.encoder(batch.next_observations)
+        with torch.no_grad():
+            next_features = self.encoder(batch.next_observations)
         actions = self.action_scaler.normalize(batch.actions)
         alpha = self.log_alpha.exp().detach()
 
         # actor and temperature, against the critics before this step's update (as the reference code)
-        new_actions, log_prob = self.actor.sample(features)
+        actor_features = features.detach()
+        new_actions, log_prob = self.actor.sample(actor_features)
         if self.num_updates < cfg.bc_steps:
-            objective = self.actor.log_prob(features, actions)
+            objective = self.actor.log_prob(actor_features, actions)
         else:
-            objective = self.critic(features, new_actions).min(dim=0).values
+            objective = self.critic(actor_features, new_actions).min(dim=0).values
         actor_loss = (alpha * log_prob - objective).mean()
         metrics = {"actor_loss": actor_loss.detach(), "entropy": -log_prob.detach().mean()}
 

@@ -21,11 +21,12 @@ from offrl.algos.common import adam, advantage_weights, critic_loss, parameter_l
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
+from offrl.nn.encoders import EncoderConfig
 from offrl.nn.heads import GaussianPolicy
 
 
 @dataclasses.dataclass
-class CRRConfig:
+class CRRConfig(EncoderConfig):
     discount: float = 0.99  # reward discount
     beta: float = 1.0  # temperature of the exponential filter
     advantage_type: Literal["mean", "max"] = "mean"  # baseline over sampled policy actions
@@ -63,6 +64,7 @@ def filtered_regression(actor, critic, features, actions, cfg: CRRConfig) -> tup
 @register("crr", paper="Wang et al. 2020, Critic Regularized Regression")
 class CRR(Algorithm):
     Config = CRRConfig
+    shared_trunk = True
 
     def __init__(self, observation_space, action_space, config: CRRConfig) -> None:
         super().__init__(observation_space, action_space, config)
@@ -73,7 +75,8 @@ class CRR(Algorithm):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizers = {
             "actor": adam(self.actor.parameters(), config.actor_lr),
-            "critic": adam(self.critic.parameters(), config.critic_lr),
+            # the critic's loss trains the image trunk, when there is one
+            "critic": adam([*self.critic.parameters(), *self.encoder.parameters()], config.critic_lr),
         }
         self._critic_target = parameter_lists(self.critic_target, self.critic)
 
@@ -86,7 +89,7 @@ class CRR(Algorithm):
         loss, critic_metrics = critic_loss(self.critic, features, actions, targets)
         step(self.optimizers["critic"], loss)
 
-        loss, metrics = filtered_regression(self.actor, self.critic, features, actions, cfg)
+        loss, metrics = filtered_regression(self.actor, self.critic, features.detach(), actions, cfg)
         step(self.optimizers["actor"], loss)
         self.num_updates += 1
         if cfg.target_update == "soft":

@@ -31,11 +31,12 @@ from offrl.algos.common import (
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble, ValueNetwork
+from offrl.nn.encoders import EncoderConfig
 from offrl.nn.heads import DeterministicPolicy, GaussianPolicy
 
 
 @dataclasses.dataclass
-class IQLConfig:
+class IQLConfig(EncoderConfig):
     expectile: float = 0.7  # tau of the expectile loss for V (0.9 for AntMaze)
     temperature: float = 3.0  # inverse temperature beta of the advantage weights (10 for AntMaze)
     discount: float = 0.99  # reward discount
@@ -78,6 +79,7 @@ def actor_loss(actor, features: torch.Tensor, actions: torch.Tensor, weights: to
 @register("iql", paper="Kostrikov et al. 2021, Offline Reinforcement Learning with Implicit Q-Learning")
 class IQL(Algorithm):
     Config = IQLConfig
+    shared_trunk = True
 
     def __init__(self, observation_space, action_space, config: IQLConfig) -> None:
         super().__init__(observation_space, action_space, config)
@@ -94,7 +96,8 @@ class IQL(Algorithm):
         self.value = ValueNetwork(width, config.hidden_dims, **options)
         self.optimizers = {
             "actor": adam(self.actor.parameters(), config.actor_lr),
-            "critic": adam(self.critic.parameters(), config.critic_lr),
+            # the critic's loss trains the image trunk, when there is one
+            "critic": adam([*self.critic.parameters(), *self.encoder.parameters()], config.critic_lr),
             "value": adam(self.value.parameters(), config.value_lr),
         }
         self._critic_target = parameter_lists(self.critic_target, self.critic)
@@ -104,7 +107,7 @@ class IQL(Algorithm):
         features = self.encoder(batch.observations)
         actions = self.action_scaler.normalize(batch.actions)
 
-        loss, advantages, metrics = value_loss(self.value, self.critic_target, features, actions, cfg.expectile)
+        loss, advantages, metrics = value_loss(self.value, self.critic_target, features.detach(), actions, cfg.expectile)
         step(self.optimizers["value"], loss)
 
         with torch.no_grad():
@@ -117,7 +120,7 @@ class IQL(Algorithm):
         if cfg.actor_lr_schedule == "cosine":
             set_lr(self.optimizers["actor"], cosine_lr(cfg.actor_lr, self.num_updates, self.total_updates))
         weights = advantage_weights(advantages, cfg.temperature, cfg.max_weight)
-        loss, actor_metrics = actor_loss(self.actor, features, actions, weights, cfg.deterministic_actor)
+        loss, actor_metrics = actor_loss(self.actor, features.detach(), actions, weights, cfg.deterministic_actor)
         step(self.optimizers["actor"], loss)
 
         self.num_updates += 1

@@ -4,7 +4,9 @@ Zhou, Bajracharya & Held 2020, "PLAS: Latent Action Space for Offline
 Reinforcement Learning". The VAE (BCQ's) is trained first, alone, for
 ``vae_pretrain_steps``; then a deterministic latent policy ``z = pi(s)`` in
 [-2, 2] is trained through the frozen decoder to maximize Q, with
-TD3-style critics mixing min and max as BCQ does.
+TD3-style critics mixing min and max as BCQ does. With image observations
+the VAE's loss trains the CNN trunk during pre-training, and the trunk is
+frozen with the VAE, whose decoder reads its features.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from offrl.algos.common import adam, critic_loss, parameter_lists, soft_update, 
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
+from offrl.nn.encoders import EncoderConfig
 from offrl.nn.layers import MLP
 from offrl.nn.vae import ConditionalVAE, vae_loss
 
 
 @dataclasses.dataclass
-class PLASConfig:
+class PLASConfig(EncoderConfig):
     discount: float = 0.99  # reward discount
     tau: float = 0.005  # target-network Polyak rate
     lmbda: float = 0.75  # soft clipped double-Q: lmbda * min + (1 - lmbda) * max
@@ -46,6 +49,7 @@ class PLASConfig:
 @register("plas", paper="Zhou et al. 2020, PLAS: Latent Action Space for Offline Reinforcement Learning")
 class PLAS(Algorithm):
     Config = PLASConfig
+    shared_trunk = True
 
     def __init__(self, observation_space, action_space, config: PLASConfig) -> None:
         super().__init__(observation_space, action_space, config)
@@ -57,7 +61,8 @@ class PLAS(Algorithm):
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizers = {
-            "vae": adam(self.vae.parameters(), config.vae_lr),
+            # the VAE's loss trains the image trunk, when there is one
+            "vae": adam([*self.vae.parameters(), *self.encoder.parameters()], config.vae_lr),
             "actor": adam(self.actor.parameters(), config.actor_lr),
             "critic": adam(self.critic.parameters(), config.critic_lr),
         }
@@ -68,15 +73,16 @@ class PLAS(Algorithm):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        features = self.encoder(batch.observations)
         actions = self.action_scaler.normalize(batch.actions)
         self.num_updates += 1
         if self.num_updates <= cfg.vae_pretrain_steps:
-            loss, metrics = vae_loss(self.vae, features, actions, cfg.kl_weight)
+            loss, metrics = vae_loss(self.vae, self.encoder(batch.observations), actions, cfg.kl_weight)
             step(self.optimizers["vae"], loss)
             return metrics
         if self.vae.decoder[0].weight.requires_grad:
-            self.vae.requires_grad_(False)  # the behaviour model is fixed from here on
+            self.vae.requires_grad_(False)  # the behaviour model is fixed from here on,
+            self.encoder.requires_grad_(False)  # and the image trunk it learned with it: the decoder reads its features
+        features = self.encoder(batch.observations)
 
         with torch.no_grad():
             next_features = self.encoder(batch.next_observations)

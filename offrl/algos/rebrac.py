@@ -25,11 +25,12 @@ from offrl.algos.registry import register
 from offrl.algos.td3 import smoothed_target_actions
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
+from offrl.nn.encoders import EncoderConfig
 from offrl.nn.heads import DeterministicPolicy
 
 
 @dataclasses.dataclass
-class ReBRACConfig:
+class ReBRACConfig(EncoderConfig):
     actor_bc_coef: float = 1.0  # beta_1: weight of the actor's behaviour-cloning penalty
     critic_bc_coef: float = 1.0  # beta_2: weight of the penalty on the target's next action
     discount: float = 0.99  # reward discount
@@ -69,6 +70,7 @@ def actor_loss(cfg: ReBRACConfig, actor, critic, features, actions) -> tuple[tor
 @register("rebrac", paper="Tarasov et al. 2023, Revisiting the Minimalist Approach to Offline Reinforcement Learning")
 class ReBRAC(Algorithm):
     Config = ReBRACConfig
+    shared_trunk = True
 
     def __init__(self, observation_space, action_space, config: ReBRACConfig) -> None:
         super().__init__(observation_space, action_space, config)
@@ -89,7 +91,8 @@ class ReBRAC(Algorithm):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizers = {
             "actor": adam(self.actor.parameters(), config.actor_lr),
-            "critic": adam(self.critic.parameters(), config.critic_lr),
+            # the critic's loss trains the image trunk, when there is one
+            "critic": adam([*self.critic.parameters(), *self.encoder.parameters()], config.critic_lr),
         }
         self._targets = [parameter_lists(self.actor_target, self.actor), parameter_lists(self.critic_target, self.critic)]
 
@@ -110,7 +113,7 @@ class ReBRAC(Algorithm):
 
         self.num_updates += 1
         if self.num_updates % cfg.policy_freq == 0:
-            loss, actor_metrics = actor_loss(cfg, self.actor, self.critic, features, actions)
+            loss, actor_metrics = actor_loss(cfg, self.actor, self.critic, features.detach(), actions)
             step(self.optimizers["actor"], loss)
             metrics.update(actor_metrics)
             for target, online in self._targets:

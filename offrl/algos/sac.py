@@ -27,11 +27,12 @@ from offrl.algos.common import adam, critic_loss, parameter_lists, soft_update, 
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
+from offrl.nn.encoders import EncoderConfig
 from offrl.nn.heads import TanhGaussianPolicy
 
 
 @dataclasses.dataclass
-class SACConfig:
+class SACConfig(EncoderConfig):
     discount: float = 0.99  # reward discount
     tau: float = 0.005  # target-critic Polyak rate
     actor_lr: float = 3e-4  # actor Adam learning rate
@@ -83,6 +84,7 @@ def alpha_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: 
 @register("sac", paper="Haarnoja et al. 2018, Soft Actor-Critic Algorithms and Applications", online=True)
 class SAC(Algorithm):
     Config = SACConfig
+    shared_trunk = True
 
     def __init__(self, observation_space, action_space, config: SACConfig) -> None:
         super().__init__(observation_space, action_space, config)
@@ -111,7 +113,8 @@ class SAC(Algorithm):
         self.target_entropy = -float(self.action_dim) if config.target_entropy is None else config.target_entropy
         self.optimizers = {
             "actor": adam(self.actor.parameters(), config.actor_lr),
-            "critic": adam(self.critic.parameters(), config.critic_lr),
+            # the critic's loss trains the image trunk, when there is one
+            "critic": adam([*self.critic.parameters(), *self.encoder.parameters()], config.critic_lr),
         }
         if config.learn_alpha:
             self.optimizers["alpha"] = adam([self.log_alpha], config.alpha_lr)
@@ -160,7 +163,7 @@ class SAC(Algorithm):
         features = self.encoder(batch.observations)
         actions = self.action_scaler.normalize(batch.actions)
         metrics = self.critic_step(features, actions, batch)
-        metrics.update(self.actor_step(features))
+        metrics.update(self.actor_step(features.detach()))
         self.num_updates += 1
         return metrics
 

