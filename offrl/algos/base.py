@@ -70,11 +70,12 @@ class Algorithm(nn.Module):
         """The policy evaluators and collectors drive, one step at a time (stateless by default;
         with ``frame_stack`` > 1 it keeps each environment's last frames)."""
         policy = StatelessRollout(self, deterministic=deterministic)
-        frames = getattr(self.config, "frame_stack", 1)
-        if frames > 1:
-            keys = getattr(self.encoder, "image_keys", None)
-            return FrameStackRollout(policy, frames, num_envs, keys)
-        return policy
+        frames, keys = self.frame_stacking()
+        return FrameStackRollout(policy, frames, num_envs, keys) if frames > 1 else policy
+
+    def frame_stacking(self) -> tuple[int, list[str] | None]:
+        """Frames per observation (``frame_stack``, 1 without) and the dict keys stacked (None: the whole observation)."""
+        return getattr(self.config, "frame_stack", 1), getattr(self.encoder, "image_keys", None)
 
     def dataset_columns(self) -> dict[str, Any]:
         """Extra batch columns the trainer must provide from the dataset, e.g.

@@ -49,10 +49,10 @@ class FrameStackSampler:
         # [B, K] row numbers of the stacks, clamped at each row's episode start
         stack_rows = torch.maximum(rows[:, None] + self.offsets, self.row_starts[rows][:, None])
         if self.keys is None:
-            batch.observations, batch.next_observations = _stack(self.data.observations, stack_rows, batch.next_observations)
+            batch.observations, batch.next_observations = stack_frames(self.data.observations, stack_rows, batch.next_observations)
         else:
             for key in self.keys:
-                batch.observations[key], batch.next_observations[key] = _stack(
+                batch.observations[key], batch.next_observations[key] = stack_frames(
                     self.data.observations[key], stack_rows, batch.next_observations[key]
                 )
         return batch
@@ -64,7 +64,7 @@ class FrameStackSampler:
         self.generator.set_state(state)
 
 
-def _stack(frames: torch.Tensor, stack_rows: torch.Tensor, next_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def stack_frames(frames: torch.Tensor, stack_rows: torch.Tensor, next_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The stacks ``[B, K, *frame]`` of ``stack_rows`` and the stacks one step later (ending in ``next_frame``)."""
     batch, count = stack_rows.shape
     gathered = frames.index_select(0, stack_rows.reshape(-1)).view(batch, count, *frames.shape[1:])

@@ -10,6 +10,7 @@ import torch
 
 from offrl.data.batch import Batch
 from offrl.data.dataset import Dataset
+from offrl.data.frames import stack_frames
 from offrl.data.tree import tree_items, tree_map, tree_map2
 
 
@@ -28,6 +29,12 @@ class ReplayBuffer:
     ``add`` takes a batch of ``n`` transitions (one per vector-env slot);
     ``env_ids`` records which slot each came from, so the buffer can be
     written back out as a dataset with every episode contiguous.
+
+    With ``frame_stack`` K > 1 the buffer still stores single frames and stacks at sampling time, as
+    ``FrameStackSampler`` does for datasets: every ``add`` must then hold one transition per slot, in
+    slot order, so a slot's previous frame is ``n`` rows back; each row records how many steps of its
+    episode came before it, and stacks repeat the episode's first frame rather than cross into the
+    previous episode. Rows whose K-1 predecessors have been overwritten are not sampled.
     """
 
     def __init__(
@@ -38,6 +45,8 @@ class ReplayBuffer:
         *,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        frame_stack: int = 1,
+        stack_keys: list[str] | None = None,
     ) -> None:
         self.observation_space = observation_space
         self.action_space = action_space
@@ -53,6 +62,10 @@ class ReplayBuffer:
         )
         self.env_ids = torch.zeros(self.capacity, dtype=torch.int64, device=self.device)
         self.order = torch.zeros(self.capacity, dtype=torch.int64, device=self.device)
+        self.frame_stack, self.stack_keys = int(frame_stack), stack_keys
+        self.episode_steps = torch.zeros(self.capacity, dtype=torch.int64, device=self.device)  # steps of the episode before the row
+        self.slot_steps = np.zeros(0, dtype=np.int64)  # per env slot: steps of its running episode so far
+        self.stride = 0  # transitions per add (env slots), fixed when stacking frames
         self.position = 0
         self.size = 0
         self.added = 0
@@ -90,17 +103,60 @@ class ReplayBuffer:
 
         for name in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
             tree_map2(write, getattr(self.storage, name), getattr(incoming, name))
-        write(self.env_ids, np.zeros(n, dtype=np.int64) if env_ids is None else env_ids)
+        slots = np.zeros(n, dtype=np.int64) if env_ids is None else np.asarray(env_ids, dtype=np.int64).reshape(n)
+        write(self.env_ids, slots)
         write(self.order, np.arange(self.added, self.added + n))
+        write(self.episode_steps, self._episode_steps(slots, terminals, timeouts))
         self.position = (self.position + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
         self.added += n
 
+    def _episode_steps(self, slots: np.ndarray, terminals: Any, timeouts: Any) -> np.ndarray:
+        """Each incoming row's steps since its episode started; advances (or restarts) its slot's count."""
+        if self.frame_stack > 1:
+            if not np.array_equal(slots, np.arange(len(slots))) or (self.stride and len(slots) != self.stride):
+                raise ValueError(
+                    "a frame-stacking replay buffer needs one transition per environment slot per add, in slot order "
+                    f"(the same {self.stride or len(slots)} slots every time); got env_ids {slots.tolist()}"
+                )
+            self.stride = len(slots)
+        if len(self.slot_steps) <= slots.max(initial=0):
+            self.slot_steps = np.concatenate([self.slot_steps, np.zeros(slots.max() + 1 - len(self.slot_steps), np.int64)])
+        steps = self.slot_steps[slots].copy()
+        ended = (np.asarray(terminals).reshape(-1) > 0.5) | (np.asarray(timeouts).reshape(-1) > 0.5)
+        self.slot_steps[slots] = np.where(ended, 0, steps + 1)
+        return steps
+
     def sample(self, batch_size: int) -> Batch:
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
+        if self.frame_stack > 1:
+            return self._sample_stacked(batch_size)
         indices = torch.randint(self.size, (batch_size,), device=self.device, generator=self.generator)
         return self.storage.index(indices)
+
+    def _sample_stacked(self, batch_size: int) -> Batch:
+        frames, stride = self.frame_stack, self.stride
+        if self.size < self.capacity:  # nothing overwritten yet
+            rows = torch.randint(self.size, (batch_size,), device=self.device, generator=self.generator)
+        else:  # skip the oldest rows, whose predecessors are gone
+            skipped = (frames - 1) * stride
+            if self.size <= skipped:
+                raise RuntimeError(f"a replay buffer of {self.capacity} rows is too small to stack {frames} frames of {stride} slots")
+            offsets = torch.randint(self.size - skipped, (batch_size,), device=self.device, generator=self.generator)
+            rows = (self.position + skipped + offsets) % self.capacity
+        batch = self.storage.index(rows)
+        back = torch.arange(frames - 1, -1, -1, device=self.device)  # [K]: K-1 .. 0 steps back
+        back = torch.minimum(back, self.episode_steps[rows][:, None])  # not before the episode's first frame
+        stack_rows = (rows[:, None] - back * stride) % self.capacity
+        if self.stack_keys is None:
+            batch.observations, batch.next_observations = stack_frames(self.storage.observations, stack_rows, batch.next_observations)
+        else:
+            for key in self.stack_keys:
+                batch.observations[key], batch.next_observations[key] = stack_frames(
+                    self.storage.observations[key], stack_rows, batch.next_observations[key]
+                )
+        return batch
 
     def to_dataset(self, *, source: str = "<replay buffer>") -> Dataset:
         """The stored transitions as a Dataset, each env slot's stream contiguous and in time order.
@@ -141,15 +197,22 @@ class ReplayBuffer:
                 tensors[key] = value[: self.size]
         tensors["env_ids"] = self.env_ids[: self.size]
         tensors["order"] = self.order[: self.size]
-        tensors["counters"] = torch.tensor([self.position, self.size, self.added])
+        tensors["episode_steps"] = self.episode_steps[: self.size]
+        tensors["slot_steps"] = torch.as_tensor(self.slot_steps)
+        tensors["counters"] = torch.tensor([self.position, self.size, self.added, self.stride])
         tensors["generator"] = self.generator.get_state()
         return tensors
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.position, self.size, self.added = (int(v) for v in tensors["counters"])
+        counters = [int(v) for v in tensors["counters"]]
+        self.position, self.size, self.added = counters[:3]
+        self.stride = counters[3] if len(counters) > 3 else 0  # buffers saved before frame stacking have 3
         for name in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
             for key, value in tree_items(getattr(self.storage, name), name):
                 value[: self.size].copy_(tensors[key])
         self.env_ids[: self.size].copy_(tensors["env_ids"])
         self.order[: self.size].copy_(tensors["order"])
+        if "episode_steps" in tensors:
+            self.episode_steps[: self.size].copy_(tensors["episode_steps"])
+            self.slot_steps = tensors["slot_steps"].numpy().astype(np.int64)
         self.generator.set_state(tensors["generator"])

@@ -78,7 +78,7 @@ class FlatEncoder(nn.Module):
 class EncoderConfig:
     """Observation-encoder fields, shared by every algorithm that learns an encoder (its config inherits them)."""
 
-    encoder: Literal["auto", "mlp", "nature", "resnet"] = "auto"  # images: auto = Nature CNN at >= 36 px, else ResNet
+    encoder: Literal["auto", "mlp", "nature", "resnet", "minatar"] = "auto"  # images: auto = Nature CNN at >= 36 px, else ResNet
     encoder_features: int = 512  # width of the image encoder's output layer
     frame_stack: int = 1  # consecutive frames per observation, stacked at sampling time from single stored frames
     image_shift: int = 0  # DrQ random-shift augmentation in training: pad by this many pixels, crop back (0: off)
@@ -199,15 +199,19 @@ def make_encoder(observation_space: gym.Space, config) -> nn.Module:
 
     Configs without the ``EncoderConfig`` fields take vector observations only.
     """
-    learns_encoder = isinstance(config, EncoderConfig)
-    if learns_encoder and isinstance(observation_space, gym.spaces.Dict):
+    if not isinstance(config, EncoderConfig):
+        return FlatEncoder(observation_space)
+    stacked = getattr(config, "frame_stack", 1) > 1
+    if config.encoder == "mlp":  # images flattened into the vector, as d3rlpy's VectorEncoder would take them
+        if stacked:
+            raise ValueError("frame_stack > 1 needs a CNN encoder, not encoder=mlp")
+        return FlatEncoder(observation_space, allow_images=True)
+    if isinstance(observation_space, gym.spaces.Dict):
         if any(is_image(s) for s in observation_space.spaces.values()):
             return DictEncoder(observation_space, config)
-    elif learns_encoder and (is_image(observation_space) or config.encoder in ("nature", "resnet")):
-        if config.encoder == "mlp":
-            return FlatEncoder(observation_space, allow_images=True)
+    elif is_image(observation_space) or config.encoder in ("nature", "resnet", "minatar"):
         return image_encoder(observation_space, config)
-    if learns_encoder and getattr(config, "frame_stack", 1) > 1:
+    if stacked:
         raise ValueError("frame_stack > 1 needs image observations")
     return FlatEncoder(observation_space)
 
@@ -264,6 +268,20 @@ class ResNetCNN(nn.Module):
             channels = width
         layers += [nn.ReLU(), nn.Flatten()]
         self.convs = nn.Sequential(*layers)
+        self.head = nn.Sequential(Linear(_flat_width(self.convs, in_shape), features), nn.ReLU())
+        self.out_dim = features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.convs(images))
+
+
+class MinAtarCNN(nn.Module):
+    """The network of the MinAtar paper (Young & Tian 2019): one 16-filter 3x3 convolution (stride 1, no
+    padding), then a ReLU linear layer (128 units there: ``encoder_features=128``)."""
+
+    def __init__(self, in_shape: tuple[int, int, int], features: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(nn.Conv2d(in_shape[0], 16, 3, stride=1), nn.ReLU(), nn.Flatten())
         self.head = nn.Sequential(Linear(_flat_width(self.convs, in_shape), features), nn.ReLU())
         self.out_dim = features
 
@@ -341,5 +359,5 @@ def _cnn(in_shape: tuple[int, int, int], config) -> nn.Module:
     kind = config.encoder
     if kind in ("auto", "mlp"):
         kind = "nature" if min(in_shape[1:]) >= 36 else "resnet"
-    cls = NatureCNN if kind == "nature" else ResNetCNN
+    cls = {"nature": NatureCNN, "resnet": ResNetCNN, "minatar": MinAtarCNN}[kind]
     return cls(in_shape, config.encoder_features)

@@ -98,11 +98,10 @@ def make_offline_sampler(algo: Algorithm, dataset: Dataset, *, seed: int):
 
         del data
         return SequenceSampler(dataset, algo.config.context_length, algo.config.batch_size, device=algo.device, seed=seed), info
-    frames = getattr(algo.config, "frame_stack", 1)
+    frames, keys = algo.frame_stacking()
     if frames > 1:
         from offrl.data.frames import FrameStackSampler, episode_row_starts
 
-        keys = getattr(algo.encoder, "image_keys", None)
         starts = episode_row_starts(*dataset.episode_bounds)
         return FrameStackSampler(data, starts, frames, algo.config.batch_size, keys=keys, seed=seed), info
     from offrl.data.sampler import UniformSampler

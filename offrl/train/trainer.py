@@ -263,11 +263,6 @@ def train(
 
     if algo.batch_kind == "sequences" and schedule.has_online_phase:
         raise OffrlError(f"{algo.name} trains on episode windows of a dataset: it has no online or hybrid mode")
-    if getattr(algo.config, "frame_stack", 1) > 1 and schedule.has_online_phase:
-        raise OffrlError(
-            "frame_stack > 1 stacks frames from a dataset's episodes; the online replay buffer keeps single frames: "
-            "train online with frame_stack=1 (or an environment wrapper that stacks frames)"
-        )
     offline_sampler, data_info, fingerprint, behaviour_return = None, {"reward_scale": 1.0}, None, None
     if dataset is not None:
         offline_sampler, data_info = make_offline_sampler(algo, dataset, seed=seed)
@@ -281,7 +276,11 @@ def train(
 
     buffer = collector = None
     if schedule.has_online_phase:
-        buffer = ReplayBuffer(algo.observation_space, algo.action_space, schedule.buffer_size, device=algo.device, seed=seed + 1)
+        frames, keys = algo.frame_stacking()
+        buffer = ReplayBuffer(
+            algo.observation_space, algo.action_space, schedule.buffer_size, device=algo.device, seed=seed + 1,
+            frame_stack=frames, stack_keys=keys,
+        )
     sampler = MixedSampler(
         offline_sampler,
         buffer,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from offrl.data import Dataset
 from offrl.data.frames import FrameStackSampler, episode_row_starts
+from offrl.data.replay import ReplayBuffer
 from offrl.rollout import FrameStackRollout, RolloutPolicy
 
 
@@ -65,3 +67,43 @@ def test_rollout_stacks_as_the_sampler_does():
     rollout(frame(102, 250))
     assert inner.last[:, :, 0, 0].tolist() == [[100, 101, 102], [250, 250, 250]]
     torch.testing.assert_close(torch.as_tensor(inner.last[0, -1]), torch.full((3, 3), 102, dtype=torch.uint8))
+
+
+def test_replay_buffer_stacks_per_slot_within_episodes_and_skips_overwritten_history():
+    """Two env slots add a frame each per step (value 100 * slot + 10 * episode + step); episodes of random lengths
+    end by termination or truncation; the ring wraps several times. Every sampled stack is the slot's own last
+    frames of the same episode, the first frame repeated before its start, and the next stack ends in the next frame."""
+    slots, frames, capacity = 2, 3, 40
+    buffer = ReplayBuffer(gym.spaces.Box(0, 255, (2, 2), np.uint8), gym.spaces.Discrete(2), capacity, frame_stack=frames)
+    rng = np.random.default_rng(0)
+    episode, step, length = np.zeros(slots, int), np.zeros(slots, int), rng.integers(1, 6, slots)
+    for _ in range(90):
+        values = 100 * np.arange(slots) + 10 * (episode % 10) + step
+        image = lambda v: np.broadcast_to(np.asarray(v, np.uint8)[:, None, None], (slots, 2, 2)).copy()  # noqa: E731
+        ended = step + 1 >= length
+        truncated = ended & (rng.random(slots) < 0.5)
+        buffer.add(observations=image(values), actions=np.zeros(slots, np.int64), rewards=np.zeros(slots),
+                   next_observations=image(values + 1), terminals=ended & ~truncated, timeouts=truncated,
+                   env_ids=np.arange(slots))
+        step = np.where(ended, 0, step + 1)
+        episode = np.where(ended, episode + 1, episode)
+        length = np.where(ended, rng.integers(1, 6, slots), length)
+    assert buffer.size == capacity
+    batch = buffer.sample(2000)
+    assert batch.observations.shape == (2000, frames, 2, 2)
+    stacks, following = batch.observations[:, :, 0, 0].long().tolist(), batch.next_observations[:, :, 0, 0].long().tolist()
+    drawn = set()
+    for stack, after in zip(stacks, following):
+        base, last = stack[-1] - stack[-1] % 10, stack[-1] % 10
+        assert stack == [base + max(last - k, 0) for k in range(frames - 1, -1, -1)]
+        assert after == stack[1:] + [stack[-1] + 1]
+        drawn.add(stack[-1])
+    assert len(drawn) > 20
+
+
+def test_replay_buffer_refuses_ragged_adds_when_stacking():
+    buffer = ReplayBuffer(gym.spaces.Box(0, 255, (2, 2), np.uint8), gym.spaces.Discrete(2), 10, frame_stack=2)
+    row = {"actions": np.zeros(1, np.int64), "rewards": np.zeros(1), "terminals": np.zeros(1), "timeouts": np.zeros(1)}
+    frame = np.zeros((1, 2, 2), np.uint8)
+    with pytest.raises(ValueError, match=r"one transition per environment slot per add, in slot order .* got env_ids \[3\]"):
+        buffer.add(observations=frame, next_observations=frame, env_ids=np.array([3]), **row)

@@ -9,7 +9,9 @@ import torch
 
 from offrl.nn.encoders import (
     EncoderConfig,
+    FlatEncoder,
     ImageEncoder,
+    MinAtarCNN,
     NatureCNN,
     ResNetCNN,
     detect_channels_last,
@@ -68,6 +70,10 @@ def test_trunks_by_config_and_their_widths():
     assert isinstance(nature, NatureCNN) and nature(torch.zeros(2, 1, 84, 84)).shape == (2, 64)
     small = make_trunk(make_encoder(gym.spaces.Box(0, 1, (10, 10, 4), np.uint8), config), config)
     assert isinstance(small, ResNetCNN) and small(torch.zeros(2, 4, 10, 10)).shape == (2, 64)
+    minatar_config = EncoderConfig(encoder="minatar", encoder_features=128)
+    minatar = make_trunk(make_encoder(gym.spaces.Box(0, 1, (10, 10, 4), np.uint8), minatar_config), minatar_config)
+    assert isinstance(minatar, MinAtarCNN) and minatar(torch.zeros(2, 4, 10, 10)).shape == (2, 128)
+    assert minatar.head[0].in_features == 16 * 8 * 8  # one 3x3 convolution, no padding, as the MinAtar paper
     with pytest.raises(ValueError, match="at least 36x36"):
         NatureCNN((1, 10, 10), 32)
     dict_space = gym.spaces.Dict({"rgb": gym.spaces.Box(0, 255, (12, 12, 3), np.uint8), "q": gym.spaces.Box(-1, 1, (5,), np.float32)})
@@ -77,3 +83,7 @@ def test_trunks_by_config_and_their_widths():
     assert features.shape == (3, 64 + 5)
     with pytest.raises(ValueError, match="frame_stack > 1 needs image observations"):
         make_encoder(gym.spaces.Box(-1, 1, (4,), np.float32), EncoderConfig(frame_stack=4))
+    flat = make_encoder(dict_space, EncoderConfig(encoder="mlp"))  # every key flattened, images included
+    assert isinstance(flat, FlatEncoder) and flat.out_dim == 12 * 12 * 3 + 5
+    with pytest.raises(ValueError, match="frame_stack > 1 needs a CNN encoder, not encoder=mlp"):
+        make_encoder(dict_space, EncoderConfig(encoder="mlp", frame_stack=2))

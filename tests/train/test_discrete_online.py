@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import offrl
-from offrl.errors import OffrlError
 from offrl.spaces import as_float32
 from offrl.train.trainer import train
 
@@ -58,9 +57,26 @@ def test_online_dqn_on_minatar_images(tmp_path):
     assert result.final_eval.episodes == 2 and result.step == 60
 
 
-def test_frame_stacking_online_is_refused_with_the_reason(tmp_path):
+def test_frame_stacking_online_and_hybrid_stack_in_the_replay_buffer(tmp_path):
     pytest.importorskip("minatar")
+    from offrl.data.collect import collect
+
     space = gym.spaces.Box(0, 1, (10, 10, 4), np.uint8)
-    algo = offrl.make_algo("dqn", space, gym.spaces.Discrete(3), frame_stack=4)
-    with pytest.raises(OffrlError, match="frame_stack > 1 stacks frames from a dataset's episodes"):
-        offrl.train_online(algo, "MinAtar/Breakout-v1", steps=10, run_dir=tmp_path, progress=False, tensorboard=False)
+    algo = offrl.make_algo("dqn", space, gym.spaces.Discrete(3), seed=0, frame_stack=3, encoder_features=32, batch_size=16)
+    assert algo.q.trunk.convs[0].in_channels == 12  # 3 frames of 4 channels
+    seen = []
+    update = algo.update
+    algo.update = lambda batch: seen.append(batch.observations.shape) or update(batch)
+    result = offrl.train_online(
+        algo, "MinAtar/Breakout-v1", steps=40, warmup_steps=30, num_envs=2, eval_every=0, eval_episodes=2, eval_envs=2,
+        run_dir=tmp_path / "online", progress=False, tensorboard=False,
+    )
+    assert result.step == 40 and result.final_eval.episodes == 2
+    assert set(seen) == {(16, 3, 10, 10, 4)}  # stacked from the buffer's single frames
+
+    dataset = collect("MinAtar/Breakout-v1", algo.rollout_policy(2, deterministic=False), episodes=2, num_envs=2, seed=1)
+    result = train(
+        algo, dataset, env="MinAtar/Breakout-v1", steps=30, warmup_steps=20, eval_every=0, eval_episodes=2, eval_envs=2,
+        run_dir=tmp_path / "hybrid", progress=False, tensorboard=False,
+    )
+    assert result.env_steps >= 20 and seen[-1] == (16, 3, 10, 10, 4)
