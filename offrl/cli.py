@@ -156,6 +156,25 @@ class DatasetsConvertDqnReplayArgs:
 
 
 @dataclasses.dataclass
+class DatasetsConvertRlUnpluggedArgs:
+    """Convert RL Unplugged Atari shards (GZIP TFRecord files) to an offrl-memmap dataset, streaming."""
+
+    sources: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="SOURCE... OUT")]
+    """Shard files (run_N-XXXXX-of-YYYYY), glob patterns or a game's directory, then the output directory (.offrl)."""
+    stack: bool = False
+    """Store each row's 4-frame stacks [4, 84, 84] (any record order) instead of single frames [84, 84]
+    stacked at sampling time (which needs the records of an episode consecutive and in order)."""
+    num_actions: int | None = None
+    """Size of the Discrete action space (default: the largest action in the data + 1)."""
+    max_transitions: int | None = None
+    """Stop after this many transitions."""
+    clip_rewards: bool = False
+    """Clip rewards to [-1, 1]; by default they are kept as stored."""
+    force: bool = False
+    """Overwrite the output if it exists."""
+
+
+@dataclasses.dataclass
 class DatasetsCollectArgs:
     """Roll out a policy in an environment and write the data (D4RL-layout HDF5, or .npz)."""
 
@@ -559,6 +578,30 @@ def cmd_datasets_convert_dqn_replay(args: DatasetsConvertDqnReplayArgs, argv: Se
     return 0
 
 
+def cmd_datasets_convert_rl_unplugged(args: DatasetsConvertRlUnpluggedArgs, argv: Sequence[str]) -> int:
+    from offrl.data.formats import load_dataset, rl_unplugged
+
+    if len(args.sources) < 2:
+        raise OffrlError("give the shards (or their directory) and then the output directory")
+    for flag, value in (("--max-transitions", args.max_transitions), ("--num-actions", args.num_actions)):
+        if value is not None and value < 1:
+            raise OffrlError(f"{flag} must be positive, got {value}")
+    *sources, destination = args.sources
+    path = rl_unplugged.convert(
+        sources,
+        destination,
+        stack=args.stack,
+        num_actions=args.num_actions,
+        max_transitions=args.max_transitions,
+        clip_rewards=args.clip_rewards,
+        overwrite=args.force,
+        progress=print,
+    )
+    dataset = load_dataset(path)
+    print(f"wrote {path}: {len(dataset):,} transitions, {dataset.num_episodes:,} episodes")
+    return 0
+
+
 def _parse_numbers(text: str, flag: str) -> list[int]:
     """``0,1,5-7`` as [0, 1, 5, 6, 7]."""
     numbers: list[int] = []
@@ -649,6 +692,7 @@ COMMANDS: dict[str, tuple[type, Callable[..., int]]] = {
     "datasets info": (DatasetsInfoArgs, cmd_datasets_info),
     "datasets convert": (DatasetsConvertArgs, cmd_datasets_convert),
     "datasets convert-dqn-replay": (DatasetsConvertDqnReplayArgs, cmd_datasets_convert_dqn_replay),
+    "datasets convert-rl-unplugged": (DatasetsConvertRlUnpluggedArgs, cmd_datasets_convert_rl_unplugged),
     "datasets collect": (DatasetsCollectArgs, cmd_datasets_collect),
     "datasets build": (DatasetsBuildArgs, cmd_datasets_build),
     "datasets list": (DatasetsListArgs, cmd_datasets_list),

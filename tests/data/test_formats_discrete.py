@@ -27,6 +27,13 @@ class Batch(dict):
     """Stands for tianshou.data.Batch: written as a group tagged __data_type__="Batch"."""
 
 
+class Pickled:
+    """An object Tianshou pickles into a byte dataset tagged ``data_type``."""
+
+    def __init__(self, data_type: str) -> None:
+        self.data_type = data_type
+
+
 def to_hdf5(state: dict, group: h5py.Group) -> None:
     """tianshou.data.utils.converter.to_hdf5: groups for Batches and dicts, datasets for arrays,
     attributes for numbers, a pickled byte dataset for anything else."""
@@ -43,7 +50,7 @@ def to_hdf5(state: dict, group: h5py.Group) -> None:
             group.attrs[key] = value
         else:
             group.create_dataset(key, data=np.frombuffer(b"\x80\x04pickled", dtype=np.byte))
-            group[key].attrs["__data_type__"] = type(value).__name__
+            group[key].attrs["__data_type__"] = getattr(value, "data_type", type(value).__name__)
 
 
 def episodes_log(count: int, *, dict_obs: bool = False, seed: int = 0) -> list[dict]:
@@ -211,11 +218,97 @@ def test_tianshou_malformed_files_name_the_key(tmp_path):
     assert error.value.key == "_size" and error.value.source == str(tmp_path / "nosize.hdf5")
 
     state = buffer_state(log, maxsize=20)
-    state.update(buffer_num=2, buffers=[object(), object()])
+    state.update(buffer_num=2, buffers=Pickled("pickled_ndarray"))  # no arrays placing the sub-buffers
     save_hdf5(tmp_path / "vector.hdf5", state)
     with pytest.raises(DatasetError, match="VectorReplayBuffer") as error:
         load_dataset(tmp_path / "vector.hdf5")
-    assert error.value.key == "buffers"
+    assert error.value.key == "_offset"
+
+
+def vector_buffer_state(logs: list[list[dict]], capacity: int, *, obs_next: bool = True) -> dict:
+    """``VectorReplayBuffer(capacity * len(logs), len(logs)).__dict__`` after environment ``i`` added
+    ``logs[i]``, as Tianshou 2.0.1 saves it: the rings side by side in ``_meta``, placed by the plain
+    arrays ``_offset``, ``_extend_offset``, ``_lengths`` and ``last_index``; the manager's own ``_size``
+    and insertion index 0; the sub-buffers (``buffers``) and the RNG pickled."""
+    template = next(log for log in logs if log)
+    rings = [buffer_state(log or template, capacity, obs_next=obs_next)["_meta"] for log in logs]
+
+    def join(parts: list, empty: list[bool]):
+        if isinstance(parts[0], dict):
+            return Batch({key: join([part[key] for part in parts], empty) for key in parts[0]})
+        return np.concatenate([np.zeros_like(part) if blank else part for part, blank in zip(parts, empty)])
+
+    count = len(logs)
+    offsets = np.arange(count) * capacity
+    state = buffer_state(template, capacity * count, obs_next=obs_next)
+    state.update(
+        _meta=join(rings, [not log for log in logs]),
+        buffer_num=count,
+        buffers=Pickled("pickled_ndarray"),
+        _random_state=Pickled("RandomState"),
+        _offset=offsets,
+        _extend_offset=np.arange(count + 1) * capacity,
+        _lengths=np.array([min(len(log), capacity) for log in logs]),
+        last_index=np.array([offset + ((len(log) or 1) - 1) % capacity for offset, log in zip(offsets, logs)]),
+        _insertion_idx=0,
+        _size=0,
+    )
+    return state
+
+
+def test_tianshou_vector_buffer_rings_are_read_one_after_another(tmp_path):
+    logs = [episodes_log(4, seed=1)[:-1], episodes_log(1, seed=2)[:2], [], episodes_log(2, seed=3)[:8]]
+    assert len(logs[0]) > 10 and len(logs[3]) == 8
+    save_hdf5(tmp_path / "vector.hdf5", vector_buffer_state(logs, capacity=8))
+    assert detect_format(tmp_path / "vector.hdf5") == "tianshou"
+    ds = load_dataset(tmp_path / "vector.hdf5")
+    # ring 0 wrapped (its 8 newest), ring 1 never filled, ring 2 is empty, ring 3 just filled
+    kept = [logs[0][-8:], logs[1], logs[3]]
+    rows = [t for ring in kept for t in ring]
+    assert len(ds) == 18 and ds.metadata["tianshou/buffer_num"] == 4 and ds.metadata["tianshou/maxsize"] == 32
+    np.testing.assert_array_equal(ds.observations, np.array([t["obs"] for t in rows], np.float32))
+    np.testing.assert_array_equal(ds.next_observations, np.array([t["obs_next"] for t in rows], np.float32))
+    np.testing.assert_array_equal(ds.actions, [t["act"] for t in rows])
+    np.testing.assert_allclose(ds.rewards, [t["rew"] for t in rows], rtol=1e-6)
+    np.testing.assert_array_equal(ds.terminals, [t["terminated"] for t in rows])
+    # each ring's newest step ends its episode: cut off by the end of the data unless it ended
+    ring_ends = np.cumsum([len(ring) for ring in kept]) - 1
+    expected = np.array([t["truncated"] for t in rows])
+    expected[ring_ends] |= ~ds.terminals[ring_ends]
+    np.testing.assert_array_equal(ds.timeouts, expected)
+    assert ds.timeouts[7] and ds.timeouts[9]  # ring 0's and ring 1's unfinished episodes
+    np.testing.assert_array_equal(ds.infos["score"], [t["info"]["score"] for t in rows])
+
+    # without obs_next, each ring's unfinished newest step has no known next observation: dropped
+    save_hdf5(tmp_path / "noobsnext.hdf5", vector_buffer_state(logs, capacity=8, obs_next=False))
+    derived = load_dataset(tmp_path / "noobsnext.hdf5")
+    inside = ~derived.terminals
+    ids = derived.observations[:, 0].astype(int)
+    np.testing.assert_array_equal(derived.next_observations[inside, 0], ids[inside] + 1)  # never another ring's row
+    assert derived.metadata["dropped_transitions"] > 0 and len(derived) < len(ds)
+
+
+def test_tianshou_vector_buffer_inconsistent_placement_names_the_key(tmp_path):
+    logs = [episodes_log(1, seed=1)[:3], episodes_log(1, seed=2)[:2]]
+    state = vector_buffer_state(logs, capacity=8)
+    state["last_index"] = np.array([5, 9])  # ring 0 holds 3 transitions: its newest is row 2
+    save_hdf5(tmp_path / "last.hdf5", state)
+    with pytest.raises(DatasetError, match="sub-buffer 0 .* newest at row 5") as error:
+        load_dataset(tmp_path / "last.hdf5")
+    assert error.value.key == "last_index"
+
+    state = vector_buffer_state(logs, capacity=8)
+    state["_extend_offset"] = np.array([0, 8, 20])
+    save_hdf5(tmp_path / "edges.hdf5", state)
+    with pytest.raises(DatasetError, match="do not split the buffer of 16 rows") as error:
+        load_dataset(tmp_path / "edges.hdf5")
+    assert error.value.key == "_extend_offset"
+
+    state = vector_buffer_state(logs, capacity=8)
+    state["_lengths"] = np.array([0, 0])
+    save_hdf5(tmp_path / "empty.hdf5", state)
+    with pytest.raises(DatasetError, match="every sub-buffer is empty"):
+        load_dataset(tmp_path / "empty.hdf5")
 
 
 # --------------------------------------------------------------------------------------- DQN-Replay

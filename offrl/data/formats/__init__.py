@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 
 from offrl.data.dataset import Dataset
-from offrl.data.formats import d4rl, minari, npz, offrl_hdf5, offrl_memmap, tianshou
+from offrl.data.formats import d4rl, minari, npz, offrl_hdf5, offrl_memmap, rl_unplugged, tianshou
 from offrl.data.formats.hdf5util import is_hdf5, open_hdf5
 from offrl.errors import DatasetError
 
 READ_FORMATS = ("offrl-hdf5", "offrl-memmap", "d4rl", "minari", "npz", "tianshou")
+RL_UNPLUGGED_HINT = "convert to an offrl-memmap dataset first, with `offrl datasets convert-rl-unplugged`"
 WRITE_FORMATS = {".hdf5": "offrl-hdf5", ".h5": "offrl-hdf5", ".npz": "npz", offrl_memmap.SUFFIX: "offrl-memmap"}
 
 
@@ -30,6 +31,8 @@ def detect_format(path: str | os.PathLike) -> str:
             return "offrl-memmap"
         if minari.data_directory(path) is not None:
             return "minari"
+        if any(rl_unplugged.SHARD.match(child.name) for child in path.iterdir()):
+            raise DatasetError(path, f"holds RL Unplugged Atari shards: {RL_UNPLUGGED_HINT}")
         raise DatasetError(
             path, "is a directory but neither an offrl-memmap dataset (meta.json) nor a Minari dataset (data/metadata.json)"
         )
@@ -47,6 +50,8 @@ def detect_format(path: str | os.PathLike) -> str:
                 return "minari"
             keys = ", ".join(sorted(handle)[:10]) or "nothing"
         raise DatasetError(path, f"HDF5 file in no layout offrl reads (top-level keys: {keys})")
+    if rl_unplugged.SHARD.match(path.name):
+        raise DatasetError(path, f"is an RL Unplugged Atari shard: {RL_UNPLUGGED_HINT}")
     raise DatasetError(path, f"unknown dataset format: expected one of {', '.join(READ_FORMATS)}")
 
 
