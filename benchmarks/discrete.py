@@ -1,14 +1,18 @@
-"""Discrete actions against d3rlpy, side by side: learning quality on CartPole, CNN speed on images.
+"""Discrete actions against d3rlpy, side by side: learning quality on CartPole and MinAtar, CNN speed on images.
 
-    python benchmarks/discrete.py quality [--seeds 3] [--steps 5000]
+    python benchmarks/discrete.py quality [--env CartPole-v1] [--seeds 3] [--steps 5000]
+    python benchmarks/discrete.py quality --env MinAtar/Breakout-v1 --episodes 1000 --steps 20000 [--expert CHECKPOINT]
     python benchmarks/discrete.py speed [--reps 3]
 
-quality: an offrl Double DQN expert is trained online on CartPole-v1 (the evaluation with the best
-return is kept), then 100 episodes of it with epsilon-greedy noise (``--epsilon``) make the dataset,
-the zoo's recipe (expert + noise). Discrete BC, BCQ, CQL (and CRR, which d3rlpy has only for
-continuous actions) train offline on it in both libraries with the same settings, steps and seeds;
-each policy is evaluated with offrl's evaluator on the same episodes. The table holds the
-behaviour return, the mean return per algorithm and library, and the spread over seeds.
+quality: an offrl Double DQN expert is trained online on the environment (the evaluation with the
+best return is kept; ``--expert`` takes a checkpoint of an earlier such run instead), then 100
+(``--episodes``) episodes of it with epsilon-greedy noise (``--epsilon``) make the dataset, the zoo's recipe (expert +
+noise). Discrete BC, BCQ, CQL (and CRR, which d3rlpy has only for continuous actions) train offline on
+it in both libraries with the same settings, network, steps and seeds; each policy is evaluated with
+offrl's evaluator on the same episodes. The table holds the behaviour return, the mean return per
+algorithm and library, and the spread over seeds. On MinAtar both libraries use the MinAtar paper's
+network (one 16-filter 3x3 convolution, 128 features: offrl's ``encoder=minatar``, d3rlpy's
+``PixelEncoderFactory(filters=[[16, 3, 1]])``) on the 10x10 0/1 channels.
 
 speed: gradient steps per second of discrete CQL with the Nature-DQN CNN on 84x84 uint8 frames,
 4 frames stacked at sampling time from single stored frames (offrl's FrameStackSampler, d3rlpy's
@@ -51,6 +55,27 @@ QUALITY = {
     "discrete_cql": {**Q_LEARNING, "cql_alpha": 1.0, "double_q": True, "quantiles": 0},
     "discrete_crr": {"actor_lr": 1e-3, "critic_lr": 1e-3, "batch_size": 64, "hidden_dims": (64, 64), "normalize_observations": False},
 }
+# MinAtar: the paper's network and DQN settings (Young & Tian 2019: batch 32, target copies every 1,000 updates),
+# Adam at 2.5e-4 for its RMSProp; the offline algorithms keep their CartPole settings on this network.
+MINATAR_NET = {"encoder": "minatar", "encoder_features": 128, "hidden_dims": ()}
+MINATAR_Q = {**MINATAR_NET, "lr": 2.5e-4, "batch_size": 32, "target_update_interval": 1000, "discount": 0.99}
+ENVS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": {
+        "expert": {**Q_LEARNING, "target_update_interval": 200, "exploration_steps": 10_000},
+        "expert_run": {"steps": 30_000, "warmup_steps": 1_000, "eval_every": 2_000, "eval_episodes": 10},
+        "quality": QUALITY,
+    },
+    "MinAtar/Breakout-v1": {
+        "expert": {**MINATAR_Q, "exploration_steps": 100_000, "exploration_final": 0.01},
+        "expert_run": {"steps": 300_000, "warmup_steps": 5_000, "eval_every": 25_000, "eval_episodes": 20},
+        "quality": {
+            "discrete_bc": {**MINATAR_NET, "lr": 2.5e-4, "batch_size": 32, "logit_penalty": 0.5},
+            "discrete_bcq": {**MINATAR_Q, "threshold": 0.3, "logit_penalty": 1e-2},
+            "discrete_cql": {**MINATAR_Q, "cql_alpha": 1.0, "double_q": True, "quantiles": 0},
+            "discrete_crr": {**MINATAR_NET, "actor_lr": 2.5e-4, "critic_lr": 2.5e-4, "batch_size": 32},
+        },
+    },
+}
 IN_D3RLPY = {"discrete_bc", "discrete_bcq", "discrete_cql", "dqn", "double_dqn"}
 SPEED = {"discrete_cql": {"lr": 6.25e-5, "batch_size": 32, "encoder": "nature", "encoder_features": 512, "frame_stack": 4,
                           "hidden_dims": (), "target_update_interval": 8000, "discount": 0.99, "cql_alpha": 1.0,
@@ -60,25 +85,41 @@ SPEED = {"discrete_cql": {"lr": 6.25e-5, "batch_size": 32, "encoder": "nature", 
 # ---------------------------------------------------------------- quality
 
 
-def train_expert(work: Path, seed: int):
-    """Online Double DQN on CartPole; the checkpoint of its best evaluation."""
-    import gymnasium as gym
-
+def train_expert(env_id: str, work: Path, seed: int) -> Path:
+    """Online Double DQN on ``env_id`` with the ENVS settings; the checkpoint of its best evaluation."""
     import offrl
     from offrl.spaces import as_float32
-    from offrl.train.checkpoint import load_algo
+    from offrl.train.evaluate import make_env
 
-    env = gym.make("CartPole-v1")
-    algo = offrl.make_algo("double_dqn", as_float32(env.observation_space), env.action_space, seed=seed,
-                           **{**Q_LEARNING, "target_update_interval": 200, "exploration_steps": 10_000})
+    env = make_env(env_id)
+    algo = offrl.make_algo("double_dqn", as_float32(env.observation_space), env.action_space, seed=seed, **ENVS[env_id]["expert"])
     run_dir = work / "expert"
-    offrl.train_online(algo, "CartPole-v1", steps=30_000, warmup_steps=1_000, eval_every=2_000, eval_episodes=10,
-                       keep_checkpoints=100, run_dir=run_dir, progress=False, tensorboard=False, seed=seed)
+    offrl.train_online(algo, env_id, **ENVS[env_id]["expert_run"], keep_checkpoints=100, run_dir=run_dir, progress=False,
+                       tensorboard=False, seed=seed)
+    return best_checkpoint(run_dir)
+
+
+def best_checkpoint(run_dir: Path) -> Path:
     with open(run_dir / "evaluations.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    best = max(rows, key=lambda row: float(row["mean_return"]))
-    expert = load_algo(run_dir / "checkpoints" / f"step_{int(best['step']):09d}.json")
-    return expert, float(best["mean_return"]), int(best["step"])
+        best = max(csv.DictReader(handle), key=lambda row: float(row["mean_return"]))
+    return run_dir / "checkpoints" / f"step_{int(best['step']):09d}.json"
+
+
+def expert_return(checkpoint: Path) -> float:
+    """The return its run's evaluation recorded for this checkpoint."""
+    step = int(checkpoint.stem.split("_")[-1])
+    with open(checkpoint.parent.parent / "evaluations.csv") as handle:
+        return next(float(row["mean_return"]) for row in csv.DictReader(handle) if int(row["step"]) == step)
+
+
+class ChannelsFirst:
+    """d3rlpy's exported policy takes channels-first float images; the environment gives channels-last 0/1 bytes."""
+
+    def __init__(self, module) -> None:
+        self.module = module
+
+    def __call__(self, observations):
+        return self.module(observations.permute(0, 3, 1, 2).float())
 
 
 def quality(args) -> None:
@@ -87,37 +128,42 @@ def quality(args) -> None:
     import offrl
     from offrl.data.collect import collect
     from offrl.rollout import StatelessRollout
+    from offrl.train.checkpoint import load_algo
     from offrl.train.evaluate import evaluate, make_vector_env, torch_policy
     from offrl.train.run import eval_seed
 
     torch.set_num_threads(args.threads)
+    env_id, settings = args.env, ENVS[args.env]["quality"]
     work = Path(tempfile.mkdtemp(prefix="offrl-discrete-"))
-    expert, expert_return, expert_step = train_expert(work, seed=0)
-    dataset = collect("CartPole-v1", StatelessRollout(expert, deterministic=True), episodes=100, num_envs=10, seed=1,
+    checkpoint = Path(args.expert) if args.expert else train_expert(env_id, work, seed=0)
+    expert, expert_score = load_algo(checkpoint), expert_return(checkpoint)
+    dataset = collect(env_id, expert.rollout_policy(10, deterministic=True), episodes=args.episodes, num_envs=10, seed=1,
                       epsilon=args.epsilon)
     behaviour = float(dataset.episode_returns().mean())
-    data = export_npz(dataset, work / "cartpole.npz")
-    print(f"expert {expert_return:.1f} (step {expert_step}); dataset {len(dataset)} transitions, behaviour {behaviour:.1f}")
+    images = dataset.observations.ndim == 4  # MinAtar: [N, 10, 10, C] channels-last 0/1
+    data = export_npz(dataset, work / "data.npz")
+    print(f"expert {expert_score:.1f} ({checkpoint}); dataset {len(dataset)} transitions, behaviour {behaviour:.1f}")
     returns: dict[tuple[str, str], list[float]] = {}
     for name in args.algos:
         for seed in range(args.seeds):
             for library in ("offrl", "d3rlpy"):
                 if library == "d3rlpy" and name not in IN_D3RLPY:
                     continue
-                envs = make_vector_env("CartPole-v1", 10)
+                envs = make_vector_env(env_id, 10)
                 if library == "offrl":
-                    algo = offrl.make_algo(name, dataset.observation_space, dataset.action_space, seed=seed, **QUALITY[name])
+                    algo = offrl.make_algo(name, dataset.observation_space, dataset.action_space, seed=seed, **settings[name])
                     offrl.train_offline(algo, dataset, steps=args.steps, eval_every=0, seed=seed, run_dir=work / f"{name}-{seed}",
                                         progress=False, tensorboard=False)
                     algo.train(False)
                     policy = StatelessRollout(algo, deterministic=True)
                 else:
-                    job = {"mode": "quality", "algo": name, "settings": QUALITY[name], "data": str(data), "steps": args.steps,
-                           "seed": seed, "device": "cpu", "threads": args.threads, "policy": str(work / f"{name}-{seed}.pt")}
+                    job = {"mode": "quality", "algo": name, "settings": settings[name], "data": str(data), "steps": args.steps,
+                           "seed": seed, "device": "cpu", "threads": args.threads, "policy": str(work / f"{name}-{seed}.pt"),
+                           "layout": "channels_last" if images else None}
                     run_worker([args.d3rlpy_python, str(WORKER)], job, work, f"d3rlpy-{name}-{seed}")
                     module = torch.jit.load(job["policy"]).eval()
-                    policy = torch_policy(module, torch.device("cpu"))
-                result = evaluate(policy, envs, env_id="CartPole-v1", episodes=args.eval_episodes, seed=eval_seed(seed, args.steps))
+                    policy = torch_policy(ChannelsFirst(module) if images else module, torch.device("cpu"))
+                result = evaluate(policy, envs, env_id=env_id, episodes=args.eval_episodes, seed=eval_seed(seed, args.steps))
                 envs.close()
                 returns.setdefault((name, library), []).append(result.mean_return)
                 print(f"{name:14s} {library:7s} seed {seed}: {result.mean_return:.1f}", flush=True)
@@ -129,13 +175,14 @@ def quality(args) -> None:
             cells.append("—" if not values else f"{statistics.mean(values):.1f} [{min(values):.1f}, {max(values):.1f}]")
         rows.append([name, *cells])
     body = (
-        f"CartPole-v1; data: 100 episodes of an offrl Double DQN expert (return {expert_return:.1f}) with epsilon "
+        f"{env_id}; data: {args.episodes} episodes of an offrl Double DQN expert (return {expert_score:.1f}, settings "
+        f"`{json.dumps(ENVS[env_id]['expert'])}`, {ENVS[env_id]['expert_run']['steps']:,} online steps) with epsilon "
         f"{args.epsilon} ({len(dataset):,} transitions, behaviour return **{behaviour:.1f}**); {args.steps:,} gradient steps, "
         f"{args.seeds} seeds, {args.eval_episodes} evaluation episodes each; mean return over seeds [min, max]. "
-        f"Settings: `{json.dumps(QUALITY)}`. d3rlpy has no discrete CRR.\n\n"
+        f"Settings: `{json.dumps({name: settings[name] for name in args.algos})}`. d3rlpy has no discrete CRR.\n\n"
         + markdown_table(["algorithm", "offrl", f"d3rlpy {args.d3rlpy_version}"], rows)
     )
-    record(RESULTS, TITLE, "offline quality on CartPole (`python benchmarks/discrete.py quality`)", body)
+    record(RESULTS, TITLE, f"offline quality on {env_id} (`python benchmarks/discrete.py quality --env {env_id}`)", body)
 
 
 # ---------------------------------------------------------------- speed
@@ -201,10 +248,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("mode", choices=["quality", "speed"])
     parser.add_argument("--d3rlpy-python", default=str(ROOT / ".venv-d3rlpy" / "bin" / "python"))
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--env", default="CartPole-v1", choices=sorted(ENVS))
+    parser.add_argument("--expert", help="checkpoint of an earlier expert run (its evaluations.csv two levels up)")
     parser.add_argument("--algos", default=",".join(QUALITY))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--epsilon", type=float, default=0.2)
+    parser.add_argument("--episodes", type=int, default=100, help="episodes of the noisy expert in the dataset")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--size", type=int, default=20_000)

@@ -6,7 +6,9 @@ JOB.json holds the algorithm, its settings (named as offrl's config fields), the
 the gradient steps and seed. ``mode: quality`` trains with ``fit`` and saves the greedy policy as
 TorchScript; ``mode: speed`` reports the gradient steps per second of each ``interval`` after the
 first. Image data is stored as single frames ``[N, 1, H, W]`` and stacked by d3rlpy's
-``FrameStackTransitionPicker``, as offrl stacks at sampling time. It imports nothing from offrl.
+``FrameStackTransitionPicker``, as offrl stacks at sampling time. ``layout: channels_last`` data
+(MinAtar's ``[N, 10, 10, C]`` 0/1 channels) is transposed to channels first, kept unscaled and
+encoded by the MinAtar paper's network (``encoder: minatar``). It imports nothing from offrl.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from d3rlpy.preprocessing import PixelObservationScaler
 
 
 def make_config(algo: str, s: dict[str, Any], pixels: bool):
-    if pixels:  # the Nature DQN torso with its 512-unit feature layer, as offrl's encoder=nature
+    if s.get("encoder") == "minatar":  # one 16-filter 3x3 convolution, as offrl's encoder=minatar; 0/1 inputs
+        encoder = PixelEncoderFactory(filters=[[16, 3, 1]], feature_size=s["encoder_features"])
+        common: dict[str, Any] = {}
+    elif pixels:  # the Nature DQN torso with its 512-unit feature layer, as offrl's encoder=nature
         encoder = PixelEncoderFactory(feature_size=s["encoder_features"])
-        common: dict[str, Any] = {"observation_scaler": PixelObservationScaler()}
+        common = {"observation_scaler": PixelObservationScaler()}
     else:
         encoder = VectorEncoderFactory(hidden_units=list(s["hidden_dims"]))
         common = {}
@@ -56,9 +61,13 @@ def main() -> None:
     job = json.loads(open(sys.argv[1]).read())
     torch.set_num_threads(job["threads"])
     data = np.load(job["data"])
-    pixels = data["observations"].dtype == np.uint8
-    observations = data["observations"][:, None] if pixels else data["observations"]  # single frames [N, 1, H, W]
-    picker = FrameStackTransitionPicker(n_frames=job["settings"]["frame_stack"]) if pixels else None
+    observations, picker = data["observations"], None
+    pixels = observations.dtype == np.uint8
+    if job.get("layout") == "channels_last":
+        observations = np.ascontiguousarray(observations.transpose(0, 3, 1, 2)).astype(np.float32)
+    elif pixels:
+        observations = observations[:, None]  # single frames [N, 1, H, W]
+        picker = FrameStackTransitionPicker(n_frames=job["settings"]["frame_stack"])
     dataset = d3rlpy.dataset.MDPDataset(
         observations=observations, actions=data["actions"], rewards=data["rewards"][:, None],
         terminals=data["terminals"], timeouts=data["timeouts"], transition_picker=picker,
