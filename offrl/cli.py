@@ -558,11 +558,10 @@ def cmd_datasets_convert(args: DatasetsConvertArgs, argv: Sequence[str]) -> int:
 
 
 def cmd_datasets_convert_dqn_replay(args: DatasetsConvertDqnReplayArgs, argv: Sequence[str]) -> int:
-    from offrl.data.formats import dqn_replay, load_dataset
+    from offrl.data.formats import dqn_replay
 
     numbers = None if args.checkpoints is None else _parse_numbers(args.checkpoints, "--checkpoints")
-    if args.max_transitions is not None and args.max_transitions < 1:
-        raise OffrlError(f"--max-transitions must be positive, got {args.max_transitions}")
+    _require_positive({"--max-transitions": args.max_transitions})
     path = dqn_replay.convert(
         args.replay_logs,
         args.destination,
@@ -573,19 +572,29 @@ def cmd_datasets_convert_dqn_replay(args: DatasetsConvertDqnReplayArgs, argv: Se
         overwrite=args.force,
         progress=print,
     )
+    return _report_written(path)
+
+
+def _require_positive(flags: dict[str, int | None]) -> None:
+    for flag, value in flags.items():
+        if value is not None and value < 1:
+            raise OffrlError(f"{flag} must be positive, got {value}")
+
+
+def _report_written(path: Path) -> int:
+    from offrl.data.formats import load_dataset
+
     dataset = load_dataset(path)
     print(f"wrote {path}: {len(dataset):,} transitions, {dataset.num_episodes:,} episodes")
     return 0
 
 
 def cmd_datasets_convert_rl_unplugged(args: DatasetsConvertRlUnpluggedArgs, argv: Sequence[str]) -> int:
-    from offrl.data.formats import load_dataset, rl_unplugged
+    from offrl.data.formats import rl_unplugged
 
     if len(args.sources) < 2:
         raise OffrlError("give the shards (or their directory) and then the output directory")
-    for flag, value in (("--max-transitions", args.max_transitions), ("--num-actions", args.num_actions)):
-        if value is not None and value < 1:
-            raise OffrlError(f"{flag} must be positive, got {value}")
+    _require_positive({"--max-transitions": args.max_transitions, "--num-actions": args.num_actions})
     *sources, destination = args.sources
     path = rl_unplugged.convert(
         sources,
@@ -597,9 +606,7 @@ def cmd_datasets_convert_rl_unplugged(args: DatasetsConvertRlUnpluggedArgs, argv
         overwrite=args.force,
         progress=print,
     )
-    dataset = load_dataset(path)
-    print(f"wrote {path}: {len(dataset):,} transitions, {dataset.num_episodes:,} episodes")
-    return 0
+    return _report_written(path)
 
 
 def _parse_numbers(text: str, flag: str) -> list[int]:

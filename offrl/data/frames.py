@@ -48,14 +48,7 @@ class FrameStackSampler:
         batch = self.data.index(rows)
         # [B, K] row numbers of the stacks, clamped at each row's episode start
         stack_rows = torch.maximum(rows[:, None] + self.offsets, self.row_starts[rows][:, None])
-        if self.keys is None:
-            batch.observations, batch.next_observations = stack_frames(self.data.observations, stack_rows, batch.next_observations)
-        else:
-            for key in self.keys:
-                batch.observations[key], batch.next_observations[key] = stack_frames(
-                    self.data.observations[key], stack_rows, batch.next_observations[key]
-                )
-        return batch
+        return stack_batch(batch, self.data.observations, stack_rows, self.keys)
 
     def get_state(self) -> torch.Tensor:
         return self.generator.get_state()
@@ -64,7 +57,19 @@ class FrameStackSampler:
         self.generator.set_state(state)
 
 
-def stack_frames(frames: torch.Tensor, stack_rows: torch.Tensor, next_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def stack_batch(batch: Batch, frames: torch.Tensor | dict[str, torch.Tensor], stack_rows: torch.Tensor, keys: list[str] | None) -> Batch:
+    """``batch`` with its observations (the ``keys`` of dict observations; all when None) replaced by the stacks of
+    ``stack_rows`` ``[B, K]`` from ``frames``, the stored single frames, and its next observations by the stacks one
+    step later."""
+    if keys is None:
+        batch.observations, batch.next_observations = _stack(frames, stack_rows, batch.next_observations)
+        return batch
+    for key in keys:
+        batch.observations[key], batch.next_observations[key] = _stack(frames[key], stack_rows, batch.next_observations[key])
+    return batch
+
+
+def _stack(frames: torch.Tensor, stack_rows: torch.Tensor, next_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The stacks ``[B, K, *frame]`` of ``stack_rows`` and the stacks one step later (ending in ``next_frame``)."""
     batch, count = stack_rows.shape
     gathered = frames.index_select(0, stack_rows.reshape(-1)).view(batch, count, *frames.shape[1:])

@@ -10,7 +10,7 @@ import torch
 
 from offrl.data.batch import Batch
 from offrl.data.dataset import Dataset
-from offrl.data.frames import stack_frames
+from offrl.data.frames import stack_batch
 from offrl.data.tree import tree_items, tree_map, tree_map2
 
 
@@ -149,14 +149,7 @@ class ReplayBuffer:
         back = torch.arange(frames - 1, -1, -1, device=self.device)  # [K]: K-1 .. 0 steps back
         back = torch.minimum(back, self.episode_steps[rows][:, None])  # not before the episode's first frame
         stack_rows = (rows[:, None] - back * stride) % self.capacity
-        if self.stack_keys is None:
-            batch.observations, batch.next_observations = stack_frames(self.storage.observations, stack_rows, batch.next_observations)
-        else:
-            for key in self.stack_keys:
-                batch.observations[key], batch.next_observations[key] = stack_frames(
-                    self.storage.observations[key], stack_rows, batch.next_observations[key]
-                )
-        return batch
+        return stack_batch(batch, self.storage.observations, stack_rows, self.stack_keys)
 
     def to_dataset(self, *, source: str = "<replay buffer>") -> Dataset:
         """The stored transitions as a Dataset, each env slot's stream contiguous and in time order.
