@@ -242,7 +242,20 @@ class Dataset:
         if len(indices) == 0:
             raise ValueError("subset needs at least one episode")
         rows = np.concatenate([np.arange(starts[i], stops[i]) for i in indices])
-        return self.take(rows)
+        subset = self.take(rows)
+        subset.metadata = _episode_metadata(self.metadata, indices, self.num_episodes)
+        return subset
+
+    def filter_key(self, name: str) -> Dataset:
+        """The episodes a filter key names (``metadata["filter_keys"]``, e.g. robomimic's ``train`` and
+        ``valid`` masks), in dataset order: the split the data's authors meant for validation."""
+        filter_keys = self.metadata.get("filter_keys") or {}
+        if name not in filter_keys:
+            known = ", ".join(sorted(filter_keys)) or "none"
+            raise DatasetError(self.source, f"no filter key {name!r} (known: {known})")
+        if not filter_keys[name]:
+            raise DatasetError(self.source, f"filter key {name!r} names no episode")
+        return self.subset(sorted(filter_keys[name]))
 
     def split(self, fraction: float, *, seed: int = 0) -> tuple[Dataset, Dataset]:
         """Shuffle episodes and split them: ``fraction`` of the episodes in the first dataset."""
@@ -314,6 +327,27 @@ def infer_action_space(actions: np.ndarray) -> gym.Space:
     if low.min() >= -1.0 - validation.ACTION_BOUND_TOLERANCE and high.max() <= 1.0 + validation.ACTION_BOUND_TOLERANCE:
         return gym.spaces.Box(-1.0, 1.0, actions.shape[1:], np.float32)
     return gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), actions.shape[1:], np.float32)
+
+
+# metadata entries holding one value per episode (robomimic's demo names), kept in step by ``subset``
+EPISODE_METADATA = ("demos",)
+
+
+def _episode_metadata(metadata: dict[str, Any], indices: np.ndarray, num_episodes: int) -> dict[str, Any]:
+    """A subset's metadata: filter keys pointed at the episodes' new indices, per-episode lists
+    reordered, so ``filter_key`` and writers still name the right episodes."""
+    out = dict(metadata)
+    filter_keys = out.get("filter_keys")
+    if isinstance(filter_keys, dict):
+        out["filter_keys"] = {
+            key: np.flatnonzero(np.isin(indices, np.asarray(old, dtype=np.int64))).tolist()
+            for key, old in filter_keys.items()
+        }
+    for key in EPISODE_METADATA:
+        values = out.get(key)
+        if isinstance(values, list) and len(values) == num_episodes:
+            out[key] = [values[i] for i in indices.tolist()]
+    return out
 
 
 def _observation_dtype(array: np.ndarray) -> np.ndarray:

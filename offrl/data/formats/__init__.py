@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 from offrl.data.dataset import Dataset
-from offrl.data.formats import d4rl, minari, npz, offrl_hdf5, offrl_memmap, rl_unplugged, tianshou
+from offrl.data.formats import d4rl, minari, npz, offrl_hdf5, offrl_memmap, rl_unplugged, robomimic, tianshou
 from offrl.data.formats.hdf5util import is_hdf5, open_hdf5
 from offrl.errors import DatasetError
 
-READ_FORMATS = ("offrl-hdf5", "offrl-memmap", "d4rl", "minari", "npz", "tianshou")
+READ_FORMATS = ("offrl-hdf5", "offrl-memmap", "d4rl", "minari", "npz", "robomimic", "tianshou")
 RL_UNPLUGGED_HINT = "convert to an offrl-memmap dataset first, with `offrl datasets convert-rl-unplugged`"
 WRITE_FORMATS = {".hdf5": "offrl-hdf5", ".h5": "offrl-hdf5", ".npz": "npz", offrl_memmap.SUFFIX: "offrl-memmap"}
 
@@ -40,8 +40,10 @@ def detect_format(path: str | os.PathLike) -> str:
         return "npz"
     if is_hdf5(path):
         with open_hdf5(path) as handle:
-            if offrl_hdf5.looks_like(handle):
+            if offrl_hdf5.looks_like(handle):  # an explicit tag: checked first
                 return "offrl-hdf5"
+            if robomimic.looks_like(handle):  # before the layouts told apart by top-level names
+                return "robomimic"
             if d4rl.looks_like(handle):
                 return "d4rl"
             if tianshou.looks_like(handle):
@@ -75,6 +77,8 @@ def load_dataset(path: str | os.PathLike, *, format: str | None = None, mmap: bo
         dataset = tianshou.read(path)
     elif fmt == "d4rl":
         dataset = d4rl.read(path)
+    elif fmt == "robomimic":
+        dataset = robomimic.read(path)
     elif fmt == "npz":
         dataset = npz.read(path)
     elif fmt == "minari":
@@ -90,7 +94,8 @@ def save_dataset(
     dataset: Dataset, path: str | os.PathLike, *, format: str | None = None, overwrite: bool = False
 ) -> Path:
     """Write ``dataset`` atomically as offrl HDF5 (``.hdf5``/``.h5``), npz (``.npz``) or an
-    offrl-memmap directory (``.offrl``); ``format="d4rl"`` writes the D4RL layout instead."""
+    offrl-memmap directory (``.offrl``); ``format="d4rl"`` or ``format="robomimic"`` writes that
+    layout instead."""
     path = Path(path)
     fmt = format or WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -105,6 +110,8 @@ def save_dataset(
         offrl_memmap.write(dataset, path, overwrite=overwrite)
     elif fmt == "d4rl":
         d4rl.write(dataset, path)
+    elif fmt == "robomimic":
+        robomimic.write(dataset, path)
     else:
-        raise DatasetError(path, f"offrl writes offrl-hdf5, offrl-memmap, d4rl and npz, not {fmt!r}")
+        raise DatasetError(path, f"offrl writes offrl-hdf5, offrl-memmap, d4rl, robomimic and npz, not {fmt!r}")
     return path
