@@ -11,6 +11,7 @@ import json
 import sys
 import threading
 import time
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
@@ -49,7 +50,8 @@ class TrainArgs:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Training device."""
     config: str | None = None
-    """YAML or JSON file of algorithm hyperparameters (may name the algorithm under 'algo')."""
+    """JSON or YAML config file: 'algo', 'algo_config' (hyperparameters) and 'train' (these options; a flag written
+    here overrides the file); `offrl config template ALGO` writes one. A flat mapping of hyperparameters is read too."""
     set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
     """Algorithm hyperparameter override key=value; repeat the flag for several."""
     log_every: int = 1_000
@@ -86,6 +88,24 @@ class TrainArgs:
     seeds: int = 1
     """Independent seeds (--seed, --seed + 1, ...), each a complete run in RUN_DIR/seed-N;
     RUN_DIR/seeds.json summarizes their final evaluations (mean and std over seeds)."""
+    epochs: int | None = None
+    """robomimic-style epochs: train --epochs x --steps-per-epoch gradient steps (instead of --steps), evaluating
+    (validation loss, rollouts) after every epoch unless --eval-every says otherwise."""
+    steps_per_epoch: int = 100
+    """Gradient steps per epoch (robomimic's epoch_every_n_steps)."""
+    filter_key: str | None = None
+    """Train only on the demonstrations of this filter key (robomimic's mask/<key>, e.g. train)."""
+    validation_key: str | None = None
+    """Held-out demonstrations (a filter key, e.g. valid): their imitation loss is logged at every evaluation."""
+    validation_batches: int = 10
+    """Batches of the held-out demonstrations per validation."""
+    save_best: Literal["validation", "success", "return"] | None = None
+    """Keep the checkpoint of the best evaluation in RUN_DIR/best: lowest validation loss, highest rollout
+    success rate or return."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """Learning-rate schedule of every optimizer over the run."""
+    lr_end_factor: float = 0.0
+    """With a decaying --lr-schedule: the final learning rate as a fraction of the initial one (robomimic: 0.1)."""
     batch_seeds: bool = True
     """Train the seeds as one batched model (every network with a leading seed axis, one optimizer step
     for all); --no-batch-seeds trains them one after another."""
@@ -125,12 +145,14 @@ class DatasetsInfoArgs:
 
 @dataclasses.dataclass
 class DatasetsConvertArgs:
-    """Convert a dataset from any readable format to offrl HDF5 (.hdf5/.h5), npz (.npz) or offrl-memmap (.offrl)."""
+    """Convert a dataset from any readable format to offrl HDF5 (.hdf5/.h5), npz (.npz), offrl-memmap (.offrl), D4RL or robomimic."""
 
     source: Positional[str]
     """Input dataset."""
     destination: Positional[str]
     """Output file (or .offrl directory: memory-mapped, for data larger than memory); its suffix picks the format."""
+    format: str | None = None
+    """Output format when the suffix does not tell: offrl-hdf5, npz, offrl-memmap, d4rl, robomimic."""
     force: bool = False
     """Overwrite the output file if it exists."""
 
@@ -181,9 +203,15 @@ class DatasetsCollectArgs:
     env: str
     """Gymnasium environment id."""
     policy: str
-    """A run directory or checkpoint, 'random', or module:function (called with a batch of observations)."""
+    """A run directory or checkpoint, 'random', 'scripted' (the demonstrator of an offrl/ task), or
+    module:function (called with a batch of observations)."""
     out: str
-    """Output file (.hdf5: D4RL layout; .npz)."""
+    """Output file (.hdf5: D4RL layout unless --format says otherwise; .npz)."""
+    format: Literal["d4rl", "robomimic", "offrl-hdf5", "npz"] | None = None
+    """Output layout (default: d4rl for .hdf5, npz for .npz); robomimic writes one demo per episode."""
+    valid_fraction: float = 0.0
+    """Hold out this fraction of the episodes under the filter key 'valid' (the others under 'train'), as
+    robomimic's split script does; the robomimic and offrl-hdf5 layouts keep filter keys."""
     episodes: int | None = None
     """Record this many complete episodes."""
     steps: int | None = None
@@ -225,6 +253,20 @@ class DatasetsListArgs:
 
 
 @dataclasses.dataclass
+class ConfigTemplateArgs:
+    """Print a JSON config file for an algorithm: every option, its default and a comment (for train --config)."""
+
+    algo: Positional[str]
+    """Registered algorithm (see `offrl algos`)."""
+    out: str | None = None
+    """Write the template to this file instead of printing it."""
+    force: bool = False
+    """Overwrite --out if it exists."""
+    imports: Annotated[tuple[str, ...], tyro.conf.arg(name="import"), tyro.conf.UseAppendAction] = ()
+    """Python module or file to import first (registers custom algorithms); repeatable."""
+
+
+@dataclasses.dataclass
 class AlgosArgs:
     """List the registered algorithms."""
 
@@ -250,6 +292,8 @@ SEEDS_FILE = "seeds.json"
 
 
 def cmd_train(args: TrainArgs, argv: Sequence[str]) -> int:
+    if args.config and not args.resume:
+        args = _with_config_file(args, argv)
     if args.seeds != 1 or (args.resume and (Path(args.resume) / SEEDS_FILE).exists()):
         return _train_seeds(args, argv)
     return 130 if _train_run(args, argv).interrupted else 0
@@ -278,6 +322,7 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
                 runs.append((seed, dataclasses.replace(args, resume=str(run_dir), seeds=1), argv))
             else:  # never started (the group was interrupted before it): start it as the group was configured
                 fresh = tyro.cli(TrainArgs, args=started_with)
+                fresh = _with_config_file(fresh, started_with) if fresh.config else fresh
                 runs.append((seed, dataclasses.replace(fresh, seed=seed, run_dir=str(run_dir), seeds=1), started_with))
     else:
         if args.seeds < 1:
@@ -351,14 +396,79 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
 
 
 def _given_flags(argv: Sequence[str]) -> set[str]:
-    """The options written on the command line, as field names (``--eval-every=5`` -> ``eval_every``)."""
-    return {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+    """The options written on the command line, as field names (``--eval-every=5`` -> ``eval_every``;
+    ``--no-progress`` -> ``progress`` and ``no_progress``)."""
+    names = {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+    return names | {name.removeprefix("no_") for name in names}
+
+
+# TrainArgs fields a config file's train section may not set, and where they are set instead
+_NOT_IN_TRAIN_SECTION = {
+    "algo": "the file's top-level 'algo'",
+    "config": "--config",
+    "set": "the file's algo_config section",
+    "resume": "--resume",
+    "imports": "--import",
+}
+
+
+def train_section_template() -> dict:
+    """A config file's ``train`` section: the options of ``offrl train`` a file may set, defaults and comments."""
+    from offrl.config import section_template
+
+    return section_template(TrainArgs, exclude=_NOT_IN_TRAIN_SECTION)
+
+
+def _with_config_file(args: TrainArgs, argv: Sequence[str]) -> TrainArgs:
+    """``args`` with the --config file's train section applied to the options not written on the command line."""
+    from offrl.config import make_config, read_config, unknown_key_error
+
+    _, _, train_section = read_config(args.config)
+    where = f"{args.config}: train"
+    allowed = [f.name for f in dataclasses.fields(TrainArgs) if f.name not in _NOT_IN_TRAIN_SECTION]
+    for key in train_section:
+        if key in _NOT_IN_TRAIN_SECTION:
+            raise OffrlError(f"{where}: {key!r} does not belong in the train section; use {_NOT_IN_TRAIN_SECTION[key]}")
+        if key not in allowed:
+            raise unknown_key_error(str(key), allowed, where=where)
+    hints = typing.get_type_hints(TrainArgs)
+    given = _given_flags(argv)
+    overrides = {key: _as_flag_text(value, hints[key]) for key, value in train_section.items() if key not in given}
+    return make_config(TrainArgs, overrides, base=args, source=where)
+
+
+def _as_flag_text(value: object, annotation: object) -> object:
+    """A number for an option that takes text (``"offline_ratio": 0.5``) as the text written after its flag."""
+    takes_text = annotation is str or str in typing.get_args(annotation)
+    return str(value) if takes_text and isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _algo_config(args: TrainArgs) -> tuple[str | None, object]:
+    """The algorithm named by --algo or the --config file, and its config: the defaults, then the file's
+    algo_config, then --set. ``(None, None)`` when no algorithm is named."""
+    from offrl.algos.registry import get_algo_class
+    from offrl.config import make_config, parse_assignments, read_config
+    from offrl.errors import ConfigError
+
+    algo_name, from_file = args.algo, {}
+    if args.config:
+        named, from_file, _ = read_config(args.config)
+        if algo_name and named and named != algo_name:
+            raise OffrlError(f"{args.config} is a config for {named!r}, but --algo is {algo_name!r}")
+        algo_name = algo_name or named
+    if not algo_name:
+        return None, None
+    try:
+        config_class = get_algo_class(algo_name).Config
+    except ConfigError as error:  # an unknown algorithm: name the file when it was the file's
+        raise ConfigError(f"{args.config}: {error}" if algo_name != args.algo else str(error)) from None
+    config = make_config(config_class, from_file, source=f"{args.config}: algo_config")
+    return algo_name, make_config(config_class, parse_assignments(args.set), base=config, source="--set")
 
 
 def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
     """One run; ``load`` reads the dataset (default ``load_dataset``)."""
     from offrl.algos.registry import make_algo
-    from offrl.config import parse_assignments, read_config_file
     from offrl.data.formats import load_dataset
     from offrl.plugins import import_plugin
     from offrl.spaces import as_float32, space_from_json
@@ -373,7 +483,8 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
     }
     if args.resume:
         fixed = {"algo", "config", "set", "seed", "run_dir", "online_steps", "offline_ratio", "utd_ratio", "import",
-                 "rl_train_after_update_steps", "rl_train_every_update_steps", "warmup_steps", "num_envs", "buffer_size", "init_from"}
+                 "rl_train_after_update_steps", "rl_train_every_update_steps", "warmup_steps", "num_envs", "buffer_size", "init_from",
+                 "filter_key", "validation_key", "validation_batches", "save_best", "lr_schedule", "lr_end_factor"}
         conflicting = given & fixed
         if conflicting:
             flags = ", ".join("--" + c.replace("_", "-") for c in sorted(conflicting))
@@ -389,6 +500,8 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
         after = total if schedule["mode"] == "offline" else min(schedule["rl_train_after_update_steps"], total)
         dataset_ref = args.dataset or saved.get("cli", {}).get("dataset")
         dataset = (load or load_dataset)(dataset_ref) if dataset_ref else None
+        keys = {name: saved.get("cli", {}).get(name) for name in ("filter_key", "validation_key")}
+        dataset, validation = _split_by_filter_keys(dataset, **keys)
         env = args.env if "env" in given else saved.get("env")
         device = resolve_device(args.device if "device" in given else "auto")
         algo = make_algo(
@@ -408,24 +521,20 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             "num_envs": schedule["num_envs"],
             "buffer_size": schedule["buffer_size"] or 1,
             "save_buffer": args.save_buffer or train_saved.get("save_buffer"),
+            "validation": validation,
+            **{name: train_saved[name] for name in ("validation_batches", "save_best", "lr_schedule", "lr_end_factor") if name in train_saved},
         }
         run_dir, seed, resume, imports = Path(args.resume), int(train_saved["seed"]), True, saved.get("cli", {}).get("imports", [])
     else:
         imports = list(args.imports)
         for module in imports:
             import_plugin(module)
-        overrides: dict = {}
-        algo_name = args.algo
-        if args.config:
-            overrides = read_config_file(args.config)
-            named = overrides.pop("algo", None)
-            if algo_name and named and named != algo_name:
-                raise OffrlError(f"{args.config} is a config for {named!r}, but --algo is {algo_name!r}")
-            algo_name = algo_name or named
-        overrides.update(parse_assignments(args.set))
+        algo_name, algo_config = _algo_config(args)
         if not algo_name or not (args.dataset or args.env):
             raise OffrlError("offrl train needs --algo and --dataset and/or --env (or --resume RUN_DIR); see offrl train --help")
         dataset = (load or load_dataset)(args.dataset) if args.dataset else None
+        keys = {"filter_key": args.filter_key, "validation_key": args.validation_key}
+        dataset, validation = _split_by_filter_keys(dataset, **keys)
         if dataset is not None:
             observation_space, action_space = dataset.observation_space, dataset.action_space
         else:
@@ -433,14 +542,27 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             observation_space, action_space = as_float32(probe.observation_space), probe.action_space
             probe.close()
         device = resolve_device(args.device)
-        algo = make_algo(algo_name, observation_space, action_space, config=overrides, device=device, seed=args.seed)
+        algo = make_algo(algo_name, observation_space, action_space, config=algo_config, device=device, seed=args.seed)
         env, seed, resume = args.env, args.seed, False
         run_dir = Path(args.run_dir) if args.run_dir else None
         dataset_ref = None
         if args.dataset:
             dataset_ref = str(Path(args.dataset).resolve()) if Path(args.dataset).exists() else args.dataset
+        steps = args.steps
+        if args.epochs is not None:
+            _require_positive({"--epochs": args.epochs, "--steps-per-epoch": args.steps_per_epoch})
+            if "steps" in given:
+                raise OffrlError("give --steps or --epochs (with --steps-per-epoch), not both")
+            steps = args.epochs * args.steps_per_epoch
+            if "eval_every" not in given:
+                settings["eval_every"] = args.steps_per_epoch
         options = {
-            "steps": args.steps,
+            "steps": steps,
+            "validation": validation,
+            "validation_batches": args.validation_batches,
+            "save_best": args.save_best,
+            "lr_schedule": args.lr_schedule,
+            "lr_end_factor": args.lr_end_factor,
             "online_steps": args.online_steps,
             "rl_train_after_update_steps": args.rl_train_after_update_steps,
             "rl_train_every_update_steps": args.rl_train_every_update_steps,
@@ -461,7 +583,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
         seed=seed,
         resume=resume,
         progress=args.progress,
-        run_info={"cli": {"dataset": dataset_ref, "imports": list(imports)}},
+        run_info={"cli": {"dataset": dataset_ref, "imports": list(imports), **keys}},
         **settings,
         **options,
     )
@@ -476,6 +598,16 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
     if result.learning_curve is not None:
         print(f"learning curve: {result.learning_curve}")
     return result
+
+
+def _split_by_filter_keys(dataset, *, filter_key: str | None, validation_key: str | None):
+    """The training demonstrations (those of ``filter_key``, or all) and the held-out ones (``validation_key``)."""
+    if dataset is None:
+        if filter_key or validation_key:
+            raise OffrlError("--filter-key and --validation-key select demonstrations of a --dataset")
+        return None, None
+    validation = dataset.filter_key(validation_key) if validation_key else None
+    return (dataset.filter_key(filter_key) if filter_key else dataset), validation
 
 
 def _offline_ratio(text: str | None) -> float | None | str:
@@ -493,7 +625,6 @@ def _offline_ratio(text: str | None) -> float | None | str:
 
 
 def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
-    from offrl.policy import Policy
     from offrl.train.checkpoint import load_algo, read_checkpoint
     from offrl.train.evaluate import check_env_compatible, evaluate, make_vector_env
     from offrl.train.run import CONFIG, read_run_config, resolve_device
@@ -508,10 +639,11 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     if not env_id:
         raise OffrlError(f"{args.run_dir}: the run has no evaluation environment recorded; pass --env")
     meta, _ = read_checkpoint(run_path)
-    policy = Policy(load_algo(run_path, device=resolve_device(args.device), optimizers=False))
+    algo = load_algo(run_path, device=resolve_device(args.device), optimizers=False).train(False)
     envs = make_vector_env(env_id, max(1, min(args.envs, args.episodes)))
-    check_env_compatible(envs, policy.observation_space, policy.action_space, env_id, f"the policy in {args.run_dir}")
-    result = evaluate(policy, envs, env_id=env_id, episodes=args.episodes, seed=args.seed)
+    check_env_compatible(envs, algo.observation_space, algo.action_space, env_id, f"the policy in {args.run_dir}")
+    # the per-environment rollout policy: recurrent and context policies keep state per slot
+    result = evaluate(algo.rollout_policy(envs.num_envs, deterministic=True), envs, env_id=env_id, episodes=args.episodes, seed=args.seed)
     envs.close()
     if args.json:
         print(json.dumps({**result.to_json(), "algo": meta["algo"], "step": meta["step"], "run": str(run_path)}))
@@ -521,9 +653,12 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
 
 
 def cmd_datasets_info(args: DatasetsInfoArgs, argv: Sequence[str]) -> int:
-    from offrl.data.formats import load_dataset
+    from offrl.data.formats import load_dataset, robomimic
 
-    summary = load_dataset(args.path).summary()
+    dataset = load_dataset(args.path)
+    summary = dataset.summary()
+    if summary["metadata"].get("format") == "robomimic":
+        summary["robomimic"] = robomimic.describe(dataset)
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -539,9 +674,12 @@ def cmd_datasets_info(args: DatasetsInfoArgs, argv: Sequence[str]) -> int:
         f"return       mean {r['mean']:.2f}  std {r['std']:.2f}  min {r['min']:.2f}  max {r['max']:.2f}",
         f"length       mean {length['mean']:.1f}  min {length['min']:.0f}  max {length['max']:.0f}",
     ]
+    if "robomimic" in summary:
+        lines += robomimic.describe_lines(summary["robomimic"])
     if summary["infos"]:
         lines.append(f"infos        {', '.join(summary['infos'])}")
-    extra = {k: v for k, v in summary["metadata"].items() if k != "format"}
+    shown = {"format", "env_name"} if "robomimic" in summary else {"format"}
+    extra = {k: v for k, v in summary["metadata"].items() if k not in shown}
     if extra:
         lines.append("metadata     " + ", ".join(f"{k}={v}" for k, v in extra.items()))
     print("\n".join(lines))
@@ -552,7 +690,7 @@ def cmd_datasets_convert(args: DatasetsConvertArgs, argv: Sequence[str]) -> int:
     from offrl.data.formats import load_dataset, save_dataset
 
     dataset = load_dataset(args.source)
-    path = save_dataset(dataset, args.destination, overwrite=args.force)
+    path = save_dataset(dataset, args.destination, format=args.format, overwrite=args.force)
     print(f"wrote {path}: {len(dataset):,} transitions, {dataset.num_episodes:,} episodes")
     return 0
 
@@ -622,6 +760,8 @@ def _parse_numbers(text: str, flag: str) -> list[int]:
 
 
 def cmd_datasets_collect(args: DatasetsCollectArgs, argv: Sequence[str]) -> int:
+    import numpy as np
+
     from offrl.data.collect import collect, controller_policy
     from offrl.data.formats import save_dataset
 
@@ -630,7 +770,7 @@ def cmd_datasets_collect(args: DatasetsCollectArgs, argv: Sequence[str]) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise OffrlError(f"{out} already exists: refusing to overwrite it (use --force)")
-    policy = controller_policy(args.policy, args.env, stochastic=args.stochastic, seed=args.seed)
+    policy = controller_policy(args.policy, args.env, stochastic=args.stochastic, seed=args.seed, num_envs=args.num_envs)
     dataset = collect(
         args.env,
         policy,
@@ -642,7 +782,13 @@ def cmd_datasets_collect(args: DatasetsCollectArgs, argv: Sequence[str]) -> int:
         epsilon=args.epsilon,
         metadata={"policy": args.policy},
     )
-    fmt = "npz" if out.suffix.lower() == ".npz" else "d4rl"
+    if args.valid_fraction:
+        if not 0.0 < args.valid_fraction < 1.0:
+            raise OffrlError(f"--valid-fraction must be in (0, 1), got {args.valid_fraction}")
+        order = np.random.default_rng(args.seed).permutation(dataset.num_episodes)
+        cut = min(max(1, round(args.valid_fraction * dataset.num_episodes)), dataset.num_episodes - 1)
+        dataset.metadata["filter_keys"] = {"train": sorted(order[cut:].tolist()), "valid": sorted(order[:cut].tolist())}
+    fmt = args.format or ("npz" if out.suffix.lower() == ".npz" else "d4rl")
     save_dataset(dataset, out, format=fmt, overwrite=args.force)
     returns = dataset.episode_returns()
     print(f"wrote {out}: {len(dataset):,} transitions, {dataset.num_episodes:,} episodes, mean return {returns.mean():.2f}")
@@ -687,6 +833,21 @@ def cmd_algos(args: AlgosArgs, argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_config_template(args: ConfigTemplateArgs, argv: Sequence[str]) -> int:
+    from offrl.config import config_template, template_text, write_template
+    from offrl.plugins import import_plugin
+
+    for module in args.imports:
+        import_plugin(module)
+    if args.out is None:
+        print(template_text(config_template(args.algo, train=train_section_template())), end="")
+        return 0
+    if Path(args.out).exists() and not args.force:
+        raise OffrlError(f"{args.out} already exists: refusing to overwrite it (use --force)")
+    print(f"wrote {write_template(args.algo, args.out, train=train_section_template(), overwrite=True)}")
+    return 0
+
+
 def cmd_demo(args: DemoArgs, argv: Sequence[str]) -> int:
     from offrl.demo import run_demo
 
@@ -704,6 +865,7 @@ COMMANDS: dict[str, tuple[type, Callable[..., int]]] = {
     "datasets build": (DatasetsBuildArgs, cmd_datasets_build),
     "datasets list": (DatasetsListArgs, cmd_datasets_list),
     "algos": (AlgosArgs, cmd_algos),
+    "config template": (ConfigTemplateArgs, cmd_config_template),
     "demo": (DemoArgs, cmd_demo),
 }
 
@@ -728,12 +890,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"offrl {offrl.__version__}")
         return 0
     name, rest = argv[0], argv[1:]
-    if name == "datasets":
-        subcommands = [c.split()[1] for c in COMMANDS if c.startswith("datasets ")]
+    if name in {command.split()[0] for command in COMMANDS if " " in command}:  # datasets, config
+        subcommands = [c.split()[1] for c in COMMANDS if c.startswith(f"{name} ")]
         if not rest or rest[0] not in subcommands:
-            print(f"usage: offrl datasets {{{','.join(subcommands)}}} ...", file=sys.stderr)
+            print(f"usage: offrl {name} {{{','.join(subcommands)}}} ...", file=sys.stderr)
             return 2
-        name, rest = f"datasets {rest[0]}", rest[1:]
+        name, rest = f"{name} {rest[0]}", rest[1:]
     if name not in COMMANDS:
         print(f"offrl: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
@@ -753,6 +915,8 @@ def _result_text(result) -> str:
     text = f"{result.mean_return:.2f} ± {result.std_return:.2f} over {result.episodes} episodes"
     if result.normalized_score is not None:
         text += f" (normalized score {result.normalized_score:.1f} ± {result.normalized_std:.1f}, {result.reference})"
+    if result.success_rate is not None:
+        text += f", success rate {100 * result.success_rate:.0f}%"
     return text
 
 
