@@ -3,6 +3,8 @@
 from offrl.algos import (  # noqa: F401
     awac,
     bc,
+    bc_rnn,
+    bc_transformer,
     bcq,
     cal_ql,
     cql,

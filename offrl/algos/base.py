@@ -25,7 +25,7 @@ class Algorithm(nn.Module):
     Config: ClassVar[type] = object
     action_type: ClassVar[str] = "continuous"
     paper: ClassVar[str] = ""
-    batch_kind: ClassVar[str] = "transitions"  # or "sequences": the trainer samples episode windows
+    batch_kind: ClassVar[str] = "transitions"  # or "sequences": the trainer samples episode windows (``sequence_window``)
     online: ClassVar[bool] = False  # an online learner (SAC, TD3): with an env and a dataset, training is hybrid
     # Image observations: ``self.encoder`` holds one learned CNN trunk whose features every network reads
     # (``TrunkEncoder``); its parameters join the optimizer of the loss that trains them, usually the critic's.
@@ -76,6 +76,11 @@ class Algorithm(nn.Module):
     def frame_stacking(self) -> tuple[int, list[str] | None]:
         """Frames per observation (``frame_stack``, 1 without) and the dict keys stacked (None: the whole observation)."""
         return getattr(self.config, "frame_stack", 1), getattr(self.encoder, "image_keys", None)
+
+    def sequence_window(self) -> tuple[int, str]:
+        """Sequence models: steps per training window and where short windows are padded ("left": the last
+        step is real, a context ending now; "right": the first step is real, a recurrent network's start)."""
+        return self.config.context_length, "left"
 
     def dataset_columns(self) -> dict[str, Any]:
         """Extra batch columns the trainer must provide from the dataset, e.g.

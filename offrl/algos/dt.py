@@ -28,8 +28,8 @@ from offrl.algos.base import Algorithm
 from offrl.algos.common import evaluating, step
 from offrl.algos.registry import register
 from offrl.data.sequences import SequenceBatch
-from offrl.data.tree import tree_map
-from offrl.nn.encoders import EncoderConfig, make_trunk
+from offrl.nn.encoders import EncoderConfig, encode_sequence, make_trunk
+from offrl.nn.layers import causal_attention_bias
 from offrl.rollout import RolloutPolicy, to_tensor
 
 
@@ -84,20 +84,9 @@ class DecisionTransformerModel(nn.Module):
             dim=2,
         ).reshape(batch, 3 * length, -1)
         tokens = self.dropout(self.embed_norm(tokens))
-        hidden = self.blocks(tokens, mask=attention_mask(mask, self.num_heads))
+        hidden = self.blocks(tokens, mask=causal_attention_bias(mask, self.num_heads, tokens_per_step=3))
         hidden = self.final_norm(hidden).reshape(batch, length, 3, -1)
         return self.predict_action(hidden[:, :, 1])
-
-
-def attention_mask(mask: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Causal over the 3K tokens, and padded steps hidden. A large finite negative (not -inf), as
-    GPT-2's mask in the reference code, so a padded query's softmax stays defined."""
-    steps = mask.repeat_interleave(3, dim=1)  # [B, 3K]
-    size = steps.shape[1]
-    causal = torch.ones(size, size, dtype=torch.bool, device=mask.device).tril()
-    allowed = causal[None] & steps[:, None, :]
-    bias = torch.zeros(allowed.shape, device=mask.device).masked_fill(~allowed, -1e9)
-    return bias.repeat_interleave(num_heads, dim=0)
 
 
 @register("dt", paper="Chen et al. 2021, Decision Transformer: Reinforcement Learning via Sequence Modeling")
@@ -122,16 +111,9 @@ class DecisionTransformer(Algorithm):
         if self.config.target_return is None:
             self.target_return.fill_(info["max_return"])
 
-    def encode_steps(self, observations: Any) -> torch.Tensor:
-        """``[B, K, ...]`` observations through the (normalizing) encoder and the trunk, ``[B, K, F]``."""
-        leading = next(iter(observations.values())) if isinstance(observations, dict) else observations
-        batch, length = leading.shape[:2]
-        flat = tree_map(lambda t: t.reshape(batch * length, *t.shape[2:]), observations)
-        return self.trunk(self.encoder(flat)).reshape(batch, length, -1)
-
     def update(self, batch: SequenceBatch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        states = self.encode_steps(batch.observations)
+        states = encode_sequence(self.encoder, self.trunk, batch.observations)
         actions = self.action_inputs(batch.actions) * batch.mask.unsqueeze(-1)
         predicted = self.model(states, actions, batch.returns_to_go * cfg.return_scale, batch.timesteps, batch.mask)
         if self.discrete:

@@ -1,10 +1,13 @@
-"""Windows of consecutive steps from one episode, for sequence models (Decision Transformer).
+"""Windows of consecutive steps from one episode, for sequence models (Decision Transformer, BC-RNN).
 
 A start row is drawn uniformly over the dataset (so episodes are drawn in
-proportion to their length, as Decision Transformer does), the window takes
-up to ``length`` rows from there without crossing the episode's end, and a
-short window is padded on the left, so its last position is always a real
-step. ``mask`` marks real steps. Returns-to-go are undiscounted sums of the
+proportion to their length, as Decision Transformer and robomimic do), the
+window takes up to ``length`` rows from there without crossing the episode's
+end. A short window is padded on the left by default, so its last position
+is always a real step (a context that ends at the present); ``pad="right"``
+pads after the episode's end instead, so the first position is always a real
+step (a recurrent network starts from its initial state on real data).
+``mask`` marks real steps; padded positions hold zeros. Returns-to-go are undiscounted sums of the
 episode's remaining rewards in the data; an episode cut off by a timeout
 sums to its last recorded reward.
 """
@@ -12,6 +15,7 @@ sums to its last recorded reward.
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,10 +39,21 @@ class SequenceBatch:
 
 
 class SequenceSampler:
-    def __init__(self, dataset: Dataset, length: int, batch_size: int, *, device: torch.device | str = "cpu", seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        length: int,
+        batch_size: int,
+        *,
+        pad: Literal["left", "right"] = "left",
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
         if length < 1:
             raise ValueError(f"sequence length must be positive, got {length}")
-        self.length, self.batch_size = length, batch_size
+        if pad not in ("left", "right"):
+            raise ValueError(f"pad must be 'left' or 'right', got {pad!r}")
+        self.length, self.batch_size, self.pad = length, batch_size, pad
         self.device = torch.device(device)
         starts, stops = dataset.episode_bounds
         lengths = stops - starts
@@ -56,9 +71,13 @@ class SequenceSampler:
     def sample(self) -> SequenceBatch:
         start = torch.randint(self.size, (self.batch_size,), device=self.device, generator=self.generator)
         steps = torch.minimum(self.stops[start] - start, torch.tensor(self.length, device=self.device))
-        offsets = self._positions[None, :] - (self.length - steps)[:, None]  # negative: left padding
-        mask = offsets >= 0
-        rows = start[:, None] + offsets.clamp(min=0)
+        if self.pad == "left":
+            offsets = self._positions[None, :] - (self.length - steps)[:, None]  # negative: padding
+            mask = offsets >= 0
+        else:
+            offsets = self._positions[None, :].expand(len(start), -1)
+            mask = offsets < steps[:, None]
+        rows = start[:, None] + torch.minimum(offsets.clamp(min=0), steps[:, None] - 1)
 
         def gather(column: torch.Tensor) -> torch.Tensor:
             values = column[rows]

@@ -78,7 +78,8 @@ class FlatEncoder(nn.Module):
 class EncoderConfig:
     """Observation-encoder fields, shared by every algorithm that learns an encoder (its config inherits them)."""
 
-    encoder: Literal["auto", "mlp", "nature", "resnet", "minatar"] = "auto"  # images: auto = Nature CNN at >= 36 px, else ResNet
+    # images: auto = Nature CNN at >= 36 px, else ResNet; spatial_softmax = robomimic's keypoint encoder
+    encoder: Literal["auto", "mlp", "nature", "resnet", "minatar", "spatial_softmax"] = "auto"
     encoder_features: int = 512  # width of the image encoder's output layer
     frame_stack: int = 1  # consecutive frames per observation, stacked at sampling time from single stored frames
     image_shift: int = 0  # DrQ random-shift augmentation in training: pad by this many pixels, crop back (0: off)
@@ -209,7 +210,7 @@ def make_encoder(observation_space: gym.Space, config) -> nn.Module:
     if isinstance(observation_space, gym.spaces.Dict):
         if any(is_image(s) for s in observation_space.spaces.values()):
             return DictEncoder(observation_space, config)
-    elif is_image(observation_space) or config.encoder in ("nature", "resnet", "minatar"):
+    elif is_image(observation_space) or config.encoder in ("nature", "resnet", "minatar", "spatial_softmax"):
         return image_encoder(observation_space, config)
     if stacked:
         raise ValueError("frame_stack > 1 needs image observations")
@@ -289,6 +290,45 @@ class MinAtarCNN(nn.Module):
         return self.head(self.convs(images))
 
 
+class SpatialSoftmax(nn.Module):
+    """Feature maps -> keypoints (Levine et al. 2016; robomimic's visual core): a 1x1 convolution to
+    ``keypoints`` maps, a softmax over each map's pixels, and the expected (x, y) position under it, in
+    [-1, 1]. ``[B, C, H, W]`` -> ``[B, 2 * keypoints]``: where things are, not what the pixels look like."""
+
+    def __init__(self, channels: int, height: int, width: int, keypoints: int = 32) -> None:
+        super().__init__()
+        self.to_keypoints = nn.Conv2d(channels, keypoints, 1)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1), persistent=False)  # [H*W, 2]
+        self.out_dim = 2 * keypoints
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        attention = torch.softmax(self.to_keypoints(maps).flatten(2), dim=-1)  # [B, K, H*W]
+        return (attention @ self.grid).flatten(1)  # [B, K * 2]
+
+
+class SpatialSoftmaxCNN(nn.Module):
+    """robomimic's image encoder in small: a convolutional backbone keeping spatial resolution (3x3 convs, the
+    first with stride 2), 32 spatial-softmax keypoints, a linear layer to ``features`` (robomimic: 64).
+    robomimic's default backbone is a ResNet-18 trunk, too slow to train on a CPU; the keypoint layer is the same."""
+
+    def __init__(self, in_shape: tuple[int, int, int], features: int, keypoints: int = 32) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_shape[0], 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+        )
+        with torch.no_grad():
+            _, channels, height, width = self.convs(torch.zeros(1, *in_shape)).shape
+        self.keypoints = SpatialSoftmax(channels, height, width, keypoints)
+        self.head = Linear(self.keypoints.out_dim, features)
+        self.out_dim = features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.keypoints(self.convs(images)))
+
+
 def _flat_width(convs: nn.Module, in_shape: tuple[int, int, int]) -> int:
     with torch.no_grad():
         return int(convs(torch.zeros(1, *in_shape)).shape[1])
@@ -330,6 +370,14 @@ def make_trunk(encoder: nn.Module, config) -> nn.Module:
     return MultiTrunk(trunks)
 
 
+def encode_sequence(encoder: nn.Module, trunk: nn.Module, observations) -> torch.Tensor:
+    """``[B, T, ...]`` observations (or a dict of them) through ``encoder`` and ``trunk`` as one batch: ``[B, T, F]``."""
+    leading = next(iter(observations.values())) if isinstance(observations, dict) else observations
+    batch, length = leading.shape[:2]
+    flat = tree_map(lambda t: t.reshape(batch * length, *t.shape[2:]), observations)
+    return trunk(encoder(flat)).reshape(batch, length, -1)
+
+
 class TrunkEncoder(nn.Module):
     """An encoder with its learned trunk, ``[B, out_dim]`` features: the one CNN of an algorithm whose
     networks share their observation features (DrQ-v2's layout, Yarats et al. 2021: the critic's loss
@@ -359,5 +407,5 @@ def _cnn(in_shape: tuple[int, int, int], config) -> nn.Module:
     kind = config.encoder
     if kind in ("auto", "mlp"):
         kind = "nature" if min(in_shape[1:]) >= 36 else "resnet"
-    cls = {"nature": NatureCNN, "resnet": ResNetCNN, "minatar": MinAtarCNN}[kind]
+    cls = {"nature": NatureCNN, "resnet": ResNetCNN, "minatar": MinAtarCNN, "spatial_softmax": SpatialSoftmaxCNN}[kind]
     return cls(in_shape, config.encoder_features)

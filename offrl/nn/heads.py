@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from offrl.nn.layers import MLP
@@ -96,6 +97,50 @@ class GaussianPolicy(nn.Module):
         mean, log_std = per_sample(self(features), samples)
         noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype)
         return (mean + noise * log_std.exp()).clamp(-1.0, 1.0)
+
+
+class GMMPolicy(nn.Module):
+    """A mixture of ``num_modes`` diagonal Gaussians over actions (robomimic's GMM actor, Mandlekar et al. 2021).
+
+    Per mode: a tanh-bounded mean, a standard deviation ``softplus(.) + min_std`` and a logit for its weight.
+    Multi-modal demonstrations (half pass an obstacle on the left, half on the right) keep both modes, where
+    a unimodal policy regresses to their average. Features may carry leading time axes (``[B, T, F]``).
+    The deterministic action is the mean of the most likely mode; ``sample`` draws a mode, then an action.
+    """
+
+    def __init__(
+        self, in_dim: int, action_dim: int, hidden_dims: Sequence[int], *, num_modes: int = 5, min_std: float = 1e-4, **mlp_options
+    ) -> None:
+        super().__init__()
+        if num_modes < 1:
+            raise ValueError(f"num_modes must be at least 1, got {num_modes}")
+        self.action_dim, self.num_modes, self.min_std = action_dim, num_modes, min_std
+        self.net = MLP(in_dim, hidden_dims, num_modes * (2 * action_dim + 1), **mlp_options)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Means and standard deviations ``[..., M, A]``, mode logits ``[..., M]``."""
+        out = self.net(features)
+        split = self.num_modes * self.action_dim
+        means = torch.tanh(out[..., :split]).unflatten(-1, (self.num_modes, self.action_dim))
+        stds = (F.softplus(out[..., split : 2 * split]) + self.min_std).unflatten(-1, (self.num_modes, self.action_dim))
+        return means, stds, out[..., 2 * split :]
+
+    def log_prob(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        means, stds, logits = self(features)
+        per_mode = gaussian_log_prob(means, stds.log(), actions.unsqueeze(-2))  # [..., M]
+        return torch.logsumexp(per_mode + F.log_softmax(logits, dim=-1), dim=-1)
+
+    def deterministic(self, features: torch.Tensor) -> torch.Tensor:
+        means, _, logits = self(features)
+        index = logits.argmax(dim=-1)[..., None, None].expand(*means.shape[:-2], 1, self.action_dim)
+        return means.gather(-2, index).squeeze(-2)
+
+    def sample(self, features: torch.Tensor) -> torch.Tensor:
+        means, stds, logits = self(features)
+        mode = torch.distributions.Categorical(logits=logits).sample()
+        index = mode[..., None, None].expand(*means.shape[:-2], 1, self.action_dim)
+        mean, std = means.gather(-2, index).squeeze(-2), stds.gather(-2, index).squeeze(-2)
+        return (mean + torch.randn_like(mean) * std).clamp(-1.0, 1.0)
 
 
 def per_sample(distribution: tuple[torch.Tensor, torch.Tensor], samples: int | None) -> tuple[torch.Tensor, torch.Tensor]:

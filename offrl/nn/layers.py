@@ -195,3 +195,18 @@ class EnsembleMLP(nn.Module):
             if index < last:
                 x = self.act(x)
         return x
+
+
+def causal_attention_bias(mask: torch.Tensor, num_heads: int, *, tokens_per_step: int = 1) -> torch.Tensor:
+    """The additive attention mask of a causal transformer over ``tokens_per_step`` tokens per step
+    (``mask`` ``[B, K]``: real steps): each token sees itself and earlier tokens of real steps, shaped
+    ``[B * heads, T, T]`` for ``nn.TransformerEncoder``. A large finite negative (not -inf), as GPT-2's
+    mask in Decision Transformer's reference code. A padded token also sees itself: no row is fully masked,
+    which torch's fused inference path turns into NaN for the whole batch (its output is never used)."""
+    steps = mask.repeat_interleave(tokens_per_step, dim=1)  # [B, T]
+    size = steps.shape[1]
+    causal = torch.ones(size, size, dtype=torch.bool, device=mask.device).tril()
+    itself = torch.eye(size, dtype=torch.bool, device=mask.device)
+    allowed = causal[None] & (steps[:, None, :] | itself)
+    bias = torch.zeros(allowed.shape, device=mask.device).masked_fill(~allowed, -1e9)
+    return bias.repeat_interleave(num_heads, dim=0)

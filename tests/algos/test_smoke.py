@@ -46,7 +46,8 @@ def assert_valid_actions(actions: torch.Tensor, action_space: gym.Space, count: 
 
 
 # small networks, and per-algorithm settings so four updates reach every phase of the update
-SMALL = {"batch_size": 32, "hidden_dims": (32, 32), "vae_hidden_dims": (32, 32), "embed_dim": 16, "context_length": 5}
+SMALL = {"batch_size": 32, "hidden_dims": (32, 32), "vae_hidden_dims": (32, 32), "embed_dim": 16, "context_length": 5,
+         "rnn_hidden_dim": 32, "seq_length": 5}
 SMOKE = {"plas": {"vae_pretrain_steps": 2}, "cql": {"bc_steps": 1}, "dt": {"warmup_steps": 2}}
 
 

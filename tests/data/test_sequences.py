@@ -68,3 +68,18 @@ def test_sampler_is_seeded_and_restorable():
     first = a.sample().observations
     a.set_state(state)
     assert torch.equal(a.sample().observations, first)
+
+
+def test_right_padded_windows_start_at_a_real_step_and_stop_at_the_episode_end():
+    ds = numbered_dataset()
+    batch = SequenceSampler(ds, length=4, batch_size=2000, pad="right", seed=2).sample()
+    episode_of_row = np.repeat(np.arange(3), [5, 3, 4])
+    stops = np.repeat([5, 8, 12], [5, 3, 4])
+    observations, mask = batch.observations[..., 0].numpy(), batch.mask.numpy()
+    for window, valid in zip(observations, mask):
+        real = window[valid].astype(int)
+        assert valid[0] and (valid == np.sort(valid)[::-1]).all()  # padding only on the right
+        assert len(set(episode_of_row[real])) == 1 and (np.diff(real) == 1).all()
+        assert len(real) == min(4, stops[real[0]] - real[0])  # as long as the episode allows
+        assert (window[~valid] == 0).all()
+    assert set(observations[:, 0].astype(int).tolist()) == set(range(12))  # every row starts windows
