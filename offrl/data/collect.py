@@ -46,6 +46,9 @@ def collect(
     finished: list[list[tuple]] = []
     finished_steps = 0
     observations, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
+    start_episode = getattr(policy, "start_episode", None)  # a RolloutPolicy with per-episode state
+    if start_episode is not None:
+        start_episode(None)
 
     def enough() -> bool:
         if episodes is not None:
@@ -64,6 +67,8 @@ def collect(
                 finished.append(buffers[i])
                 finished_steps += len(buffers[i])
                 buffers[i] = []
+        if start_episode is not None and (terminated | truncated).any():
+            start_episode(np.flatnonzero(terminated | truncated))
         observations = next_observations
     envs.close()
 
@@ -122,10 +127,11 @@ def _stack(rows: list[Any]) -> Any:
 
 
 
-def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed: int = 0) -> PolicyFn:
+def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed: int = 0, num_envs: int = 1) -> PolicyFn:
     """A policy for ``collect`` from a command-line spec.
 
-    ``random``: uniformly random actions. A run directory or checkpoint: its
+    ``random``: uniformly random actions. ``scripted``: the demonstrator of one of offrl's own
+    tasks (``offrl.zoo.tasks``), for ``num_envs`` environments. A run directory or checkpoint: its
     policy (the deterministic action, or a sample with ``stochastic``).
     ``module:function`` or ``file.py:function``: a controller called with a
     batch of observations; one that only takes a single observation is
@@ -142,6 +148,14 @@ def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed:
         probe.close()
         space.seed(seed)
         return lambda observations: np.stack([space.sample() for _ in range(len(_first_leaf(observations)))])
+    if spec == "scripted":
+        from offrl.errors import OffrlError
+        from offrl.zoo.tasks import demonstrator
+
+        try:
+            return demonstrator(env_id, num_envs, seed=seed)
+        except KeyError as error:
+            raise OffrlError(error.args[0]) from None
     if Path(spec).exists():
         from offrl.policy import load_policy
 

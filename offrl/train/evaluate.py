@@ -29,13 +29,14 @@ class EvalResult:
     normalized_score: float | None = None  # 100 * (R - random) / (expert - random), when references are known
     normalized_std: float | None = None
     reference: str | None = None  # where the reference returns come from
+    success_rate: float | None = None  # fraction of episodes whose last step reported info["is_success"], when the task reports it
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 # Environment families registered by their own packages on import: id prefix -> (module, pip extra)
-EXTRA_ENVS = {"MinAtar/": ("minatar.gym", "minatar"), "ALE/": ("ale_py", "atari")}
+EXTRA_ENVS = {"MinAtar/": ("minatar.gym", "minatar"), "ALE/": ("ale_py", "atari"), "offrl/": ("offrl.zoo.tasks", None)}
 
 
 def register_extra_envs(env_id: str) -> None:
@@ -49,6 +50,8 @@ def register_extra_envs(env_id: str) -> None:
             raise OffrlError(f"environment {env_id!r} needs the {module.split('.')[0]} package: pip install 'offrl[{extra}]'") from None
         if hasattr(package, "register_envs"):  # MinAtar registers on request
             package.register_envs()
+        elif hasattr(package, "register"):  # offrl's own tasks
+            package.register()
         else:
             gym.register_envs(package)
 
@@ -116,6 +119,7 @@ def evaluate(
     running_length = np.zeros(num_envs, dtype=np.int64)
     returns: list[float] = []
     lengths: list[int] = []
+    successes: list[bool] = []
     done_count = np.zeros(num_envs, dtype=np.int64)
     action_space = envs.single_action_space
     while (done_count < quota).any():
@@ -124,7 +128,7 @@ def evaluate(
         actions = policy(observations)
         if isinstance(action_space, gym.spaces.Box):
             actions = np.clip(actions, action_space.low, action_space.high)
-        observations, rewards, terminated, truncated, _ = envs.step(actions)
+        observations, rewards, terminated, truncated, infos = envs.step(actions)
         if observe is not None:
             observe(rewards)
         running_return += rewards
@@ -137,9 +141,24 @@ def evaluate(
                 returns.append(float(running_return[index]))
                 lengths.append(int(running_length[index]))
                 done_count[index] += 1
+                success = episode_success(infos, index)
+                if success is not None:
+                    successes.append(success)
             running_return[index] = 0.0
             running_length[index] = 0
-    return summarize(env_id, returns, lengths, metadata)
+    result = summarize(env_id, returns, lengths, metadata)
+    if successes and len(successes) == len(returns):
+        result.success_rate = float(np.mean(successes))
+    return result
+
+
+def episode_success(infos: dict[str, Any], index: int) -> bool | None:
+    """``is_success`` of the step that ended slot ``index``'s episode (a vector env that resets in the same
+    step keeps it under ``final_info``), or None when the task does not report it."""
+    final = infos.get("final_info", infos)
+    if "is_success" not in final or not final.get("_is_success", np.ones(index + 1, bool))[index]:
+        return None
+    return bool(final["is_success"][index])
 
 
 def summarize(env_id: str, returns: list[float], lengths: list[int], metadata: dict[str, Any] | None = None) -> EvalResult:

@@ -28,7 +28,7 @@ def _plot_run(run_dir: Path, title: str, behaviour_return: float | None) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    evals = read_csv(run_dir / EVAL_CSV)
+    evals = [row for row in read_csv(run_dir / EVAL_CSV) if row.get("mean_return")]  # not validation-only rows
     train = read_csv(run_dir / TRAIN_CSV)
     panels = (1 if evals else 0) + (1 if train else 0) or 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)

@@ -3,10 +3,11 @@
     run_dir/
       config.json          algorithm, its resolved config, dataset, env, trainer settings
       metrics.csv          training metrics every log interval
-      evaluations.csv      evaluation returns
+      evaluations.csv      evaluation returns (success rate, validation loss)
       tensorboard/         the same, as TensorBoard events
       checkpoints/         step_*.safetensors + step_*.json, latest.json
       final_eval.json      the last evaluation
+      best/                with save_best: the checkpoint of the best evaluation, and best.json
       learning_curve.png
 """
 
@@ -31,6 +32,7 @@ from offrl.errors import CheckpointError
 
 CONFIG = "config.json"
 FINAL_EVAL = "final_eval.json"
+BEST_DIR = "best"
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
@@ -68,11 +70,12 @@ def reward_scale(dataset: Dataset, mode: str, scale: float) -> float:
     raise ValueError(f"unknown reward_normalization {mode!r}")
 
 
-def prepare_training_data(algo: Algorithm, dataset: Dataset) -> tuple[Batch, dict[str, Any]]:
-    """Set the algorithm's observation normalization from the dataset and move the data to its device."""
+def prepare_training_data(algo: Algorithm, dataset: Dataset, *, fit: bool = True) -> tuple[Batch, dict[str, Any]]:
+    """Set the algorithm's observation normalization from the dataset (unless ``fit`` is False: held-out data
+    is seen as the training data's statistics see it) and move the data to its device."""
     config = algo.config
     keys = algo.encoder.normalized_keys  # None: every feature; a tuple: those dict keys
-    if getattr(config, "normalize_observations", False) and keys != ():
+    if fit and getattr(config, "normalize_observations", False) and keys != ():
         algo.encoder.set_statistics(*dataset.observation_stats(eps=1e-3, keys=keys))
     data = dataset.to(algo.device)
     scale = reward_scale(
@@ -86,18 +89,20 @@ def prepare_training_data(algo: Algorithm, dataset: Dataset) -> tuple[Batch, dic
         data.mc_returns = torch.as_tensor(dataset.returns_to_go(needs["mc_returns"]) * scale, device=algo.device)
     if "next_actions" in needs:
         data.next_actions = torch.as_tensor(dataset.next_actions(), device=algo.device)
-    algo.set_dataset_info(dataset_info(dataset, scale))
+    if fit:
+        algo.set_dataset_info(dataset_info(dataset, scale))
     return data, {"reward_scale": scale}
 
 
-def make_offline_sampler(algo: Algorithm, dataset: Dataset, *, seed: int):
-    """The sampler of the algorithm's batch kind over ``dataset``, with normalization and extra columns set."""
-    data, info = prepare_training_data(algo, dataset)
+def make_offline_sampler(algo: Algorithm, dataset: Dataset, *, seed: int, fit: bool = True):
+    """The sampler of the algorithm's batch kind over ``dataset``, with normalization (``fit``) and extra columns set."""
+    data, info = prepare_training_data(algo, dataset, fit=fit)
     if algo.batch_kind == "sequences":
         from offrl.data.sequences import SequenceSampler
 
         del data
-        return SequenceSampler(dataset, algo.config.context_length, algo.config.batch_size, device=algo.device, seed=seed), info
+        length, pad = algo.sequence_window()
+        return SequenceSampler(dataset, length, algo.config.batch_size, pad=pad, device=algo.device, seed=seed), info
     frames, keys = algo.frame_stacking()
     if frames > 1:
         from offrl.data.frames import FrameStackSampler, episode_row_starts
@@ -187,3 +192,32 @@ class MetricAccumulator:
     def load(self, counts: dict[str, int], tensors: dict[str, torch.Tensor]) -> None:
         self.counts = {k: int(v) for k, v in counts.items()}
         self.sums = {k: tensors[f"metric_sums/{k}"].clone() for k in self.counts}
+
+
+def best_score(run_dir: Path) -> float | None:
+    """The score of the run's best checkpoint so far (``save_best``), or None before the first."""
+    path = Path(run_dir) / BEST_DIR / "best.json"
+    return float(json.loads(path.read_text())["score"]) if path.is_file() else None
+
+
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def learning_rate_factor(schedule: str, step: int, total: int, end_factor: float) -> float:
+    """The fraction of each optimizer's initial learning rate at ``step`` of ``total``: constant, or decaying
+    linearly or along a half cosine to ``end_factor`` at the last step (robomimic's linear decay: 0.1)."""
+    progress = min(step / max(total, 1), 1.0)
+    if schedule == "linear":
+        return 1.0 + (end_factor - 1.0) * progress
+    if schedule == "cosine":
+        return end_factor + (1.0 - end_factor) * 0.5 * (1.0 + float(np.cos(np.pi * progress)))
+    return 1.0
+
+
+def set_learning_rates(algo: Algorithm, factor: float) -> None:
+    """Every optimizer's learning rate as ``factor`` times its initial one (kept in the group as ``initial_lr``,
+    which its state dict, and so the checkpoint, carries)."""
+    for optimizer in algo.optimizers.values():
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor

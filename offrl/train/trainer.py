@@ -51,13 +51,18 @@ from offrl.train.logging import MetricsLogger
 from offrl.train.plot import plot_run
 from offrl.train.progress import TrainingProgress
 from offrl.train.run import (
+    BEST_DIR,
+    LR_SCHEDULES,
     CONFIG,
     FINAL_EVAL,
     MetricAccumulator,
+    best_score,
     default_run_dir,
     eval_seed,
+    learning_rate_factor,
     make_offline_sampler,
     read_run_config,
+    set_learning_rates,
     stop_on_interrupt,
 )
 from offrl.train.seed_group import enlist
@@ -210,6 +215,11 @@ def train(
     progress: bool = True,
     tensorboard: bool = True,
     run_info: dict[str, Any] | None = None,
+    validation: Dataset | None = None,
+    validation_batches: int = 10,
+    save_best: str | None = None,
+    lr_schedule: str = "constant",
+    lr_end_factor: float = 0.0,
 ) -> TrainResult:
     """Train ``algo`` for ``steps`` (+ ``online_steps``) gradient updates; see the module docstring.
 
@@ -222,6 +232,12 @@ def train(
         warmup_steps: random-action transitions before the first RL update (default 5,000 when the
             RL phase starts at step 0, else 0).
         save_buffer: write the online replay buffer there as a dataset when training completes.
+        validation: held-out demonstrations; at every evaluation (``eval_every``, and at the end) the
+            algorithm's imitation loss on ``validation_batches`` batches of it is logged as ``valid_<loss>``.
+        save_best: keep the checkpoint of the best evaluation so far in ``RUN_DIR/best``, judged by
+            ``"validation"`` (lowest validation loss), ``"success"`` (highest success rate) or ``"return"``.
+        lr_schedule: ``"constant"``, or every optimizer's learning rate decayed ``"linear"``-ly or along a
+            ``"cosine"`` to ``lr_end_factor`` times its initial value at the last step.
         init_from: a run directory or checkpoint whose weights and optimizer states start this run.
         resume: continue the run in ``run_dir`` from its last checkpoint. Offline runs resume
             exactly; with an online phase the environments are reset, so episodes in progress are
@@ -261,12 +277,27 @@ def train(
         if dataset is not None:
             check_actions(dataset.source, dataset.actions, eval_vector.single_action_space)
 
+    validation_sampler = None
+    if validation is not None:
+        if not callable(getattr(algo, "loss", None)):
+            raise OffrlError(f"{algo.name} has no imitation loss to validate with: validation is for the imitation algorithms")
+        _check_spaces(algo, validation)
+    if lr_schedule not in LR_SCHEDULES:
+        raise OffrlError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {lr_schedule!r}")
+    if save_best not in (None, "validation", "success", "return"):
+        raise OffrlError(f"save_best must be 'validation', 'success' or 'return', not {save_best!r}")
+    if save_best == "validation" and validation is None:
+        raise OffrlError("save_best='validation' needs validation data (a validation filter key)")
+    if save_best in ("success", "return") and env is None:
+        raise OffrlError(f"save_best={save_best!r} is judged by rollouts: it needs an evaluation environment")
     if algo.batch_kind == "sequences" and schedule.has_online_phase:
         raise OffrlError(f"{algo.name} trains on episode windows of a dataset: it has no online or hybrid mode")
     offline_sampler, data_info, fingerprint, behaviour_return = None, {"reward_scale": 1.0}, None, None
     if dataset is not None:
         offline_sampler, data_info = make_offline_sampler(algo, dataset, seed=seed)
         fingerprint = dataset.fingerprint()
+    if validation is not None:
+        validation_sampler = make_offline_sampler(algo, validation, seed=seed, fit=False)[0]
         behaviour_return = float(dataset.episode_returns().mean())
     if init_from is not None and not resume:
         init_scale = _initialize_from(algo, init_from)
@@ -358,6 +389,10 @@ def train(
                     "device": str(algo.device),
                     "save_buffer": None if save_buffer is None else str(save_buffer),
                     "init_from": None if init_from is None else str(init_from),
+                    "validation": None if validation is None else {"source": validation.source, "episodes": validation.num_episodes},
+                    "save_best": save_best,
+                    "lr_schedule": lr_schedule,
+                    "lr_end_factor": lr_end_factor,
                 },
                 **(run_info or {}),
             },
@@ -385,14 +420,58 @@ def train(
             )
         finally:
             algo.train(True)
-        if result is not None:
-            row = {"mean_return": result.mean_return, "std_return": result.std_return, "episodes": result.episodes}
+        return result
+
+    def run_validation(step: int) -> dict[str, float]:
+        """Mean imitation loss over ``validation_batches`` batches of the held-out data (drawn the same way at a step)."""
+        validation_sampler.generator.manual_seed(eval_seed(seed + 3, step))
+        totals: dict[str, float] = {}
+        algo.train(False)
+        try:
+            with torch.no_grad():
+                for _ in range(validation_batches):
+                    for key, value in algo.loss(validation_sampler.sample())[1].items():
+                        totals[key] = totals.get(key, 0.0) + float(value)
+        finally:
+            algo.train(True)
+        return {f"valid_{key}": total / validation_batches for key, total in totals.items()}
+
+    best = {"score": None}
+
+    def evaluation_point(step: int, stop) -> EvalResult | None | bool:
+        """Validation and rollouts at ``step``, logged as one row; the best checkpoint kept. ``False`` when
+        interrupted, ``None`` when there are no rollouts."""
+        row = run_validation(step) if validation_sampler is not None else {}
+        result = None
+        if eval_vector is not None:
+            result = run_eval(step, stop)
+            if result is None:
+                return False
+            row.update({"mean_return": result.mean_return, "std_return": result.std_return, "episodes": result.episodes})
             if result.normalized_score is not None:
                 row["normalized_score"] = result.normalized_score
+            if result.success_rate is not None:
+                row["success_rate"] = result.success_rate
             if schedule.has_online_phase:
                 row["env_steps"] = counters["env_steps"]
+        if row:
             logger.log_eval(step, row)
+        if save_best is not None:
+            keep_if_best(step, row)
         return result
+
+    def keep_if_best(step: int, row: dict[str, float]) -> None:
+        key = {"validation": next((k for k in row if k.startswith("valid_")), None), "success": "success_rate", "return": "mean_return"}[save_best]
+        if key not in row:
+            raise OffrlError(f"save_best={save_best!r}: the evaluation at step {step} has no {key or 'validation loss'} ({env} reports no success?)")
+        score = -row[key] if save_best == "validation" else row[key]
+        previous = best_score(run_dir) if best["score"] is None else best["score"]
+        if previous is not None and score <= previous:
+            best["score"] = previous
+            return
+        best["score"] = score
+        ckpt.save_checkpoint(run_dir / BEST_DIR, algo, step=step, keep=1)
+        write_json(run_dir / BEST_DIR / "best.json", {"step": step, "criterion": save_best, key: row[key], "score": score})
 
     def collect_for_rl_update() -> None:
         """Step the environments until the buffer holds enough transitions for the next RL update."""
@@ -411,13 +490,16 @@ def train(
     interval_start, interval_step = time.perf_counter(), step
     try:
         with stop_on_interrupt() as stop, display:
-            if pending_eval and eval_vector is not None:
-                last_eval = run_eval(step, stop)
-                interrupted = saved_final = last_eval is None
+            if pending_eval and (eval_vector is not None or validation_sampler is not None):
+                outcome = evaluation_point(step, stop)
+                interrupted = saved_final = outcome is False
+                last_eval = outcome or None
             while step < total and not interrupted:
                 if stop.requested:
                     interrupted = True
                     break
+                if lr_schedule != "constant":
+                    set_learning_rates(algo, learning_rate_factor(lr_schedule, step, total, lr_end_factor))
                 if schedule.is_rl_step(step):
                     collect_for_rl_update()
                     metrics.add(algo.update(sampler.sample()))
@@ -442,13 +524,16 @@ def train(
                 elif step % 50 == 0:
                     display.update(step)
                 paused = time.perf_counter()  # evaluation and checkpoint time is not training speed
-                if eval_vector is not None and ((eval_every and step % eval_every == 0) or step == total):
-                    last_eval = run_eval(step, stop)
-                    if last_eval is None:
+                evaluating_now = (eval_every and step % eval_every == 0) or step == total
+                if evaluating_now and (eval_vector is not None or validation_sampler is not None):
+                    outcome = evaluation_point(step, stop)
+                    if outcome is False:
                         save(step, pending=True)
                         interrupted = saved_final = True
                         break
-                    display.evaluation(step, _eval_text(last_eval))
+                    if outcome is not None:
+                        last_eval = outcome
+                        display.evaluation(step, _eval_text(last_eval))
                 if step % checkpoint_every == 0 and step < total:
                     save(step, pending=False)
                 interval_start += time.perf_counter() - paused
@@ -511,6 +596,8 @@ def _eval_text(result: EvalResult) -> str:
     text = f"{result.mean_return:.1f} ± {result.std_return:.1f}"
     if result.normalized_score is not None:
         text += f" ({result.normalized_score:.1f} normalized)"
+    if result.success_rate is not None:
+        text += f", success {100 * result.success_rate:.0f}%"
     return text
 
 
