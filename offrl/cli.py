@@ -632,7 +632,9 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     from offrl.plugins import import_plugin
 
     run_path = Path(args.run_dir)
-    saved = read_run_config(run_path) if (run_path / CONFIG).is_file() else {}
+    # a run directory, or a directory inside one (RUN/best, RUN/checkpoints) or a checkpoint file there
+    run_root = next((d for d in (run_path, run_path.parent, run_path.parent.parent) if (d / CONFIG).is_file()), None)
+    saved = read_run_config(run_root) if run_root is not None else {}
     for module in [*saved.get("cli", {}).get("imports", []), *args.imports]:
         import_plugin(module)
     env_id = args.env or saved.get("env")

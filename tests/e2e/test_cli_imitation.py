@@ -42,7 +42,7 @@ def test_demonstrations_template_train_validate_keep_best_evaluate(tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["dataset"]["episodes"] == 16 and config["train"]["validation"]["episodes"] == 4
     assert config["algo_config"]["rnn_hidden_dim"] == 16 and config["schedule"]["total_steps"] == 30
-    evaluated = json.loads(offrl("eval", str(run / "best"), "--env", TASK, "--episodes", "4", "--json", cwd=tmp_path).stdout)
+    evaluated = json.loads(offrl("eval", str(run / "best"), "--episodes", "4", "--json", cwd=tmp_path).stdout)  # env: the run's
     assert evaluated["algo"] == "bc_rnn" and evaluated["step"] == best["step"] and evaluated["success_rate"] is not None
 
 
