@@ -102,6 +102,9 @@ class TrainArgs:
     save_best: Literal["validation", "success", "return"] | None = None
     """Keep the checkpoint of the best evaluation in RUN_DIR/best: lowest validation loss, highest rollout
     success rate or return."""
+    goal_keys: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """Goal-conditioned policy: each step also sees these observation keys at the end of its demonstration
+    (goal_<key>, robomimic's goal_mode=last); evaluation environments supply the task's goal. Repeatable."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     """Learning-rate schedule of every optimizer over the run."""
     lr_end_factor: float = 0.0
@@ -484,7 +487,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
     if args.resume:
         fixed = {"algo", "config", "set", "seed", "run_dir", "online_steps", "offline_ratio", "utd_ratio", "import",
                  "rl_train_after_update_steps", "rl_train_every_update_steps", "warmup_steps", "num_envs", "buffer_size", "init_from",
-                 "filter_key", "validation_key", "validation_batches", "save_best", "lr_schedule", "lr_end_factor"}
+                 "filter_key", "validation_key", "validation_batches", "save_best", "lr_schedule", "lr_end_factor", "goal_keys"}
         conflicting = given & fixed
         if conflicting:
             flags = ", ".join("--" + c.replace("_", "-") for c in sorted(conflicting))
@@ -502,6 +505,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
         dataset = (load or load_dataset)(dataset_ref) if dataset_ref else None
         keys = {name: saved.get("cli", {}).get(name) for name in ("filter_key", "validation_key")}
         dataset, validation = _split_by_filter_keys(dataset, **keys)
+        dataset, validation = _with_goals(dataset, validation, train_saved.get("goal_keys", ()))
         env = args.env if "env" in given else saved.get("env")
         device = resolve_device(args.device if "device" in given else "auto")
         algo = make_algo(
@@ -522,7 +526,8 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             "buffer_size": schedule["buffer_size"] or 1,
             "save_buffer": args.save_buffer or train_saved.get("save_buffer"),
             "validation": validation,
-            **{name: train_saved[name] for name in ("validation_batches", "save_best", "lr_schedule", "lr_end_factor") if name in train_saved},
+            **{name: train_saved[name] for name in ("validation_batches", "save_best", "lr_schedule", "lr_end_factor", "goal_keys")
+               if name in train_saved},
         }
         run_dir, seed, resume, imports = Path(args.resume), int(train_saved["seed"]), True, saved.get("cli", {}).get("imports", [])
     else:
@@ -535,6 +540,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
         dataset = (load or load_dataset)(args.dataset) if args.dataset else None
         keys = {"filter_key": args.filter_key, "validation_key": args.validation_key}
         dataset, validation = _split_by_filter_keys(dataset, **keys)
+        dataset, validation = _with_goals(dataset, validation, args.goal_keys)
         if dataset is not None:
             observation_space, action_space = dataset.observation_space, dataset.action_space
         else:
@@ -563,6 +569,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             "save_best": args.save_best,
             "lr_schedule": args.lr_schedule,
             "lr_end_factor": args.lr_end_factor,
+            "goal_keys": args.goal_keys,
             "online_steps": args.online_steps,
             "rl_train_after_update_steps": args.rl_train_after_update_steps,
             "rl_train_every_update_steps": args.rl_train_every_update_steps,
@@ -610,6 +617,17 @@ def _split_by_filter_keys(dataset, *, filter_key: str | None, validation_key: st
     return (dataset.filter_key(filter_key) if filter_key else dataset), validation
 
 
+def _with_goals(dataset, validation, goal_keys: Sequence[str]):
+    """Both datasets conditioned on the ends of their demonstrations (``goal_<key>`` observations)."""
+    if not goal_keys:
+        return dataset, validation
+    if dataset is None:
+        raise OffrlError("--goal-keys conditions on the demonstrations of a --dataset")
+    from offrl.data.goals import with_goals
+
+    return with_goals(dataset, goal_keys), None if validation is None else with_goals(validation, goal_keys)
+
+
 def _offline_ratio(text: str | None) -> float | None | str:
     if text is None:
         return "default"
@@ -642,7 +660,7 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
         raise OffrlError(f"{args.run_dir}: the run has no evaluation environment recorded; pass --env")
     meta, _ = read_checkpoint(run_path)
     algo = load_algo(run_path, device=resolve_device(args.device), optimizers=False).train(False)
-    envs = make_vector_env(env_id, max(1, min(args.envs, args.episodes)))
+    envs = make_vector_env(env_id, max(1, min(args.envs, args.episodes)), goal_keys=saved.get("train", {}).get("goal_keys", ()))
     check_env_compatible(envs, algo.observation_space, algo.action_space, env_id, f"the policy in {args.run_dir}")
     # the per-environment rollout policy: recurrent and context policies keep state per slot
     result = evaluate(algo.rollout_policy(envs.num_envs, deterministic=True), envs, env_id=env_id, episodes=args.episodes, seed=args.seed)

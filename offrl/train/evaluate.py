@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -64,12 +64,24 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise OffrlError(f"cannot create environment {env_id!r}: {error}") from None
 
 
-def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
-    make_env(env_id).close()  # a clear error for an unknown id, before the vector env hides it
-    return gym.vector.SyncVectorEnv(
-        [lambda: gym.make(env_id) for _ in range(num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
+def make_vector_env(env_id: str, num_envs: int, *, goal_keys: Sequence[str] = ()) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``env_id``; with ``goal_keys``, each adds the task's goal as ``goal_<key>`` observations."""
+    probe = make_env(env_id)  # a clear error for an unknown id, before the vector env hides it
+    if goal_keys:
+        from offrl.data.goals import GoalObservation
+
+        GoalObservation(probe, goal_keys)  # a clear error for a task without goals
+    probe.close()
+
+    def make() -> gym.Env:
+        env = gym.make(env_id)
+        if goal_keys:
+            from offrl.data.goals import GoalObservation
+
+            env = GoalObservation(env, goal_keys)
+        return env
+
+    return gym.vector.SyncVectorEnv([make for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
 def check_env_compatible(env: gym.Env | gym.vector.VectorEnv, observation_space: gym.Space, action_space: gym.Space, env_id: str, source: str) -> None:

@@ -26,6 +26,7 @@ import json
 import random
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -220,6 +221,7 @@ def train(
     save_best: str | None = None,
     lr_schedule: str = "constant",
     lr_end_factor: float = 0.0,
+    goal_keys: Sequence[str] = (),
 ) -> TrainResult:
     """Train ``algo`` for ``steps`` (+ ``online_steps``) gradient updates; see the module docstring.
 
@@ -236,6 +238,8 @@ def train(
             algorithm's imitation loss on ``validation_batches`` batches of it is logged as ``valid_<loss>``.
         save_best: keep the checkpoint of the best evaluation so far in ``RUN_DIR/best``, judged by
             ``"validation"`` (lowest validation loss), ``"success"`` (highest success rate) or ``"return"``.
+        goal_keys: the policy is goal-conditioned on these observation keys (``offrl.data.goals.with_goals``
+            added ``goal_<key>`` to the data): evaluation environments add the task's goal the same way.
         lr_schedule: ``"constant"``, or every optimizer's learning rate decayed ``"linear"``-ly or along a
             ``"cosine"`` to ``lr_end_factor`` times its initial value at the last step.
         init_from: a run directory or checkpoint whose weights and optimizer states start this run.
@@ -272,7 +276,7 @@ def train(
 
     eval_vector = None
     if env is not None:
-        eval_vector = make_vector_env(env, max(1, min(eval_envs, eval_episodes)))
+        eval_vector = make_vector_env(env, max(1, min(eval_envs, eval_episodes)), goal_keys=goal_keys)
         check_env_compatible(eval_vector, algo.observation_space, algo.action_space, env, f"the {algo.name} policy")
         if dataset is not None:
             check_actions(dataset.source, dataset.actions, eval_vector.single_action_space)
@@ -290,6 +294,8 @@ def train(
         raise OffrlError("save_best='validation' needs validation data (a validation filter key)")
     if save_best in ("success", "return") and env is None:
         raise OffrlError(f"save_best={save_best!r} is judged by rollouts: it needs an evaluation environment")
+    if goal_keys and schedule.has_online_phase:
+        raise OffrlError("goal-conditioned training (goal_keys) is offline: the goals come from the demonstrations' ends")
     if algo.batch_kind == "sequences" and schedule.has_online_phase:
         raise OffrlError(f"{algo.name} trains on episode windows of a dataset: it has no online or hybrid mode")
     offline_sampler, data_info, fingerprint, behaviour_return = None, {"reward_scale": 1.0}, None, None
@@ -391,6 +397,7 @@ def train(
                     "init_from": None if init_from is None else str(init_from),
                     "validation": None if validation is None else {"source": validation.source, "episodes": validation.num_episodes},
                     "save_best": save_best,
+                    "goal_keys": list(goal_keys),
                     "lr_schedule": lr_schedule,
                     "lr_end_factor": lr_end_factor,
                 },

@@ -94,6 +94,10 @@ class ObstacleReach(PointTask):
         crashed = bool(np.linalg.norm(self.position - self.obstacle) < self.obstacle_radius)
         return self.observe(), float(success), success or crashed, False, {"is_success": success}
 
+    def goal_observation(self) -> dict[str, np.ndarray]:
+        """What the task's goal looks like, for goal-conditioned policies (``offrl.data.goals``)."""
+        return {"position": self.goal.copy()}
+
     def discs(self):
         return [(self.obstacle, self.obstacle_radius, (220, 40, 40)), (self.goal, self.goal_radius, (40, 180, 60))]
 
@@ -125,6 +129,10 @@ class CueMemory(PointTask):
         success = bool(distances[self.target] < self.goal_radius)
         wrong = bool(distances[1 - self.target] < self.goal_radius)
         return self.observe(), float(success), success or wrong, False, {"is_success": success}
+
+    def goal_observation(self) -> dict[str, np.ndarray]:
+        """The cued goal: a goal-conditioned policy needs no memory of the cue."""
+        return {"position": self.goals[self.target].copy(), "cue": np.zeros(1, np.float32)}
 
     def discs(self):
         return [(goal, self.goal_radius, (40, 180, 60)) for goal in self.goals]

@@ -255,6 +255,10 @@ MALFORMED = {
         lambda f: f["data/demo_2/obs/object"].__setitem__((3, 4), np.nan),
         ["data/demo_2/obs/object", "NaN", "demo_2, its row 3"],
     ),
+    "raw simulator states, no observations": (
+        lambda f: f.__delitem__("data/demo_0/obs"),
+        ["data/demo_0/obs", "missing required group", "dataset_states_to_obs.py"],
+    ),
     "dones not 0/1": (
         lambda f: replace(f, "data/demo_1/dones", np.array([0, 2, 0])),
         ["data/demo_1/dones", "flags must be 0 or 1"],

@@ -59,3 +59,17 @@ def test_workflow_errors_are_one_line(tmp_path):
     assert_user_error(offrl("datasets", "collect", "--env", "Pendulum-v1", "--policy", "scripted", "--out", "p.hdf5",
                             "--episodes", "1", cwd=tmp_path, check=False), "Pendulum-v1 has no scripted demonstrator")
     assert OFFRL.exists()
+
+
+def test_goal_keys_train_evaluate_and_resume(tmp_path):
+    offrl("datasets", "collect", "--env", TASK, "--policy", "scripted", "--out", "demos.hdf5", "--format", "robomimic",
+          "--episodes", "40", "--num-envs", "5", "--noise", "0.1", cwd=tmp_path)
+    offrl("train", "--algo", "bc", "--dataset", "demos.hdf5", "--env", TASK, "--goal-keys", "position", "--steps", "300",
+          "--eval-every", "0", "--eval-episodes", "4", "--run-dir", "run", "--set", "hidden_dims=64,64", "--no-progress", cwd=tmp_path)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["goal_keys"] == ["position"] and "goal_position" in config["observation_space"]["spaces"]
+    evaluated = json.loads(offrl("eval", "run", "--episodes", "4", "--json", cwd=tmp_path).stdout)  # the env gets its goal keys
+    assert evaluated["episodes"] == 4 and evaluated["success_rate"] is not None
+    offrl("train", "--resume", "run", "--steps", "320", "--no-progress", cwd=tmp_path)
+    assert_user_error(offrl("train", "--algo", "bc", "--env", "Pendulum-v1", "--goal-keys", "position", "--steps", "2",
+                            "--dataset", "demos.hdf5", "--run-dir", "bad", cwd=tmp_path, check=False), "not keys of its observations")

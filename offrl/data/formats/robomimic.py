@@ -217,7 +217,10 @@ def _column_keys(data: h5py.Group, demos: list[str], path: Path) -> list[str]:
 def _obs_keys(demo: h5py.Group, group: str, name: str, path: Path) -> list[str]:
     node = demo.get(group)
     if not isinstance(node, h5py.Group):
-        raise DatasetError(path, "missing required group", key=f"data/{name}/{group}")
+        hint = ""
+        if group == "obs" and "states" in demo:  # robosuite's raw recordings: simulator states, no observations
+            hint = " (a raw recording of simulator states: extract observations first with robomimic's dataset_states_to_obs.py)"
+        raise DatasetError(path, f"missing required group{hint}", key=f"data/{name}/{group}")
     return sorted(node)
 
 
