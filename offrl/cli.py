@@ -105,6 +105,8 @@ class TrainArgs:
     goal_keys: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
     """Goal-conditioned policy: each step also sees these observation keys at the end of its demonstration
     (goal_<key>, robomimic's goal_mode=last); evaluation environments supply the task's goal. Repeatable."""
+    video_episodes: int = 0
+    """At every evaluation, save this many rollout episodes as a video in RUN_DIR/videos (needs offrl[video])."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     """Learning-rate schedule of every optimizer over the run."""
     lr_end_factor: float = 0.0
@@ -132,6 +134,10 @@ class EvalArgs:
     """Device to run the policy on."""
     json: bool = False
     """Print one JSON object instead of text."""
+    video: str | None = None
+    """Also save the first --video-episodes episodes as a video here (.mp4 needs imageio-ffmpeg, .gif Pillow)."""
+    video_episodes: int = 1
+    """Episodes in the video."""
     imports: Annotated[tuple[str, ...], tyro.conf.arg(name="import"), tyro.conf.UseAppendAction] = ()
     """Python module or file to import first (registers custom algorithms); repeatable."""
 
@@ -526,7 +532,8 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             "buffer_size": schedule["buffer_size"] or 1,
             "save_buffer": args.save_buffer or train_saved.get("save_buffer"),
             "validation": validation,
-            **{name: train_saved[name] for name in ("validation_batches", "save_best", "lr_schedule", "lr_end_factor", "goal_keys")
+            **{name: train_saved[name] for name in ("validation_batches", "save_best", "lr_schedule", "lr_end_factor", "goal_keys",
+                                                      "video_episodes")
                if name in train_saved},
         }
         run_dir, seed, resume, imports = Path(args.resume), int(train_saved["seed"]), True, saved.get("cli", {}).get("imports", [])
@@ -570,6 +577,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             "lr_schedule": args.lr_schedule,
             "lr_end_factor": args.lr_end_factor,
             "goal_keys": args.goal_keys,
+            "video_episodes": args.video_episodes,
             "online_steps": args.online_steps,
             "rl_train_after_update_steps": args.rl_train_after_update_steps,
             "rl_train_every_update_steps": args.rl_train_every_update_steps,
@@ -660,10 +668,18 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
         raise OffrlError(f"{args.run_dir}: the run has no evaluation environment recorded; pass --env")
     meta, _ = read_checkpoint(run_path)
     algo = load_algo(run_path, device=resolve_device(args.device), optimizers=False).train(False)
-    envs = make_vector_env(env_id, max(1, min(args.envs, args.episodes)), goal_keys=saved.get("train", {}).get("goal_keys", ()))
+    envs = make_vector_env(
+        env_id, max(1, min(args.envs, args.episodes)), goal_keys=saved.get("train", {}).get("goal_keys", ()), render_first=bool(args.video)
+    )
     check_env_compatible(envs, algo.observation_space, algo.action_space, env_id, f"the policy in {args.run_dir}")
     # the per-environment rollout policy: recurrent and context policies keep state per slot
-    result = evaluate(algo.rollout_policy(envs.num_envs, deterministic=True), envs, env_id=env_id, episodes=args.episodes, seed=args.seed)
+    video = Path(args.video) if args.video else None
+    if video is not None and video.suffix not in (".mp4", ".gif"):
+        raise OffrlError(f"--video {args.video}: the file must end in .mp4 or .gif")
+    result = evaluate(
+        algo.rollout_policy(envs.num_envs, deterministic=True), envs, env_id=env_id, episodes=args.episodes, seed=args.seed,
+        video=video, video_episodes=args.video_episodes,
+    )
     envs.close()
     if args.json:
         print(json.dumps({**result.to_json(), "algo": meta["algo"], "step": meta["step"], "run": str(run_path)}))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -64,8 +66,9 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise OffrlError(f"cannot create environment {env_id!r}: {error}") from None
 
 
-def make_vector_env(env_id: str, num_envs: int, *, goal_keys: Sequence[str] = ()) -> gym.vector.VectorEnv:
-    """``num_envs`` copies of ``env_id``; with ``goal_keys``, each adds the task's goal as ``goal_<key>`` observations."""
+def make_vector_env(env_id: str, num_envs: int, *, goal_keys: Sequence[str] = (), render_first: bool = False) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``env_id``; with ``goal_keys``, each adds the task's goal as ``goal_<key>`` observations;
+    with ``render_first``, the first renders RGB frames (for rollout videos)."""
     probe = make_env(env_id)  # a clear error for an unknown id, before the vector env hides it
     if goal_keys:
         from offrl.data.goals import GoalObservation
@@ -73,15 +76,16 @@ def make_vector_env(env_id: str, num_envs: int, *, goal_keys: Sequence[str] = ()
         GoalObservation(probe, goal_keys)  # a clear error for a task without goals
     probe.close()
 
-    def make() -> gym.Env:
-        env = gym.make(env_id)
+    def make(render: bool) -> gym.Env:
+        env = gym.make(env_id, render_mode="rgb_array") if render else gym.make(env_id)
         if goal_keys:
             from offrl.data.goals import GoalObservation
 
             env = GoalObservation(env, goal_keys)
         return env
 
-    return gym.vector.SyncVectorEnv([make for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    makers = [functools.partial(make, render_first and slot == 0) for slot in range(num_envs)]
+    return gym.vector.SyncVectorEnv(makers, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
 def check_env_compatible(env: gym.Env | gym.vector.VectorEnv, observation_space: gym.Space, action_space: gym.Space, env_id: str, source: str) -> None:
@@ -113,16 +117,23 @@ def evaluate(
     seed: int,
     metadata: dict[str, Any] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    video: Path | None = None,
+    video_episodes: int = 1,
 ) -> EvalResult | None:
     """Run exactly ``episodes`` episodes, split evenly over the vector's slots (no bias to short episodes).
 
     ``policy`` is a callable, optionally with ``start_episode(indices)`` and
     ``observe(rewards)`` (a ``RolloutPolicy`` with state). Returns ``None``
-    when ``should_stop`` asks to abort.
+    when ``should_stop`` asks to abort. With ``video``, the first
+    ``video_episodes`` episodes of the first slot (made with
+    ``render_first=True``) are written there (``.mp4`` or ``.gif``, imageio).
     """
+    frames: list[np.ndarray] | None = None
     num_envs = envs.num_envs
     quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
     observations, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
+    if video is not None:  # the first slot's episodes (up to its share of the episodes)
+        frames = [envs.envs[0].render()]
     start_episode = getattr(policy, "start_episode", None)
     observe = getattr(policy, "observe", None)
     if start_episode is not None:
@@ -141,6 +152,8 @@ def evaluate(
         if isinstance(action_space, gym.spaces.Box):
             actions = np.clip(actions, action_space.low, action_space.high)
         observations, rewards, terminated, truncated, infos = envs.step(actions)
+        if frames is not None and done_count[0] < video_episodes:
+            frames.append(envs.envs[0].render())
         if observe is not None:
             observe(rewards)
         running_return += rewards
@@ -158,10 +171,36 @@ def evaluate(
                     successes.append(success)
             running_return[index] = 0.0
             running_length[index] = 0
+    if frames:
+        write_video(video, frames)
     result = summarize(env_id, returns, lengths, metadata)
     if successes and len(successes) == len(returns):
         result.success_rate = float(np.mean(successes))
     return result
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 20) -> None:
+    """RGB frames as a video file (mp4 needs imageio-ffmpeg; gif only Pillow), written atomically."""
+    try:
+        import imageio.v2 as imageio
+    except ImportError:
+        raise OffrlError("rollout videos need imageio: pip install 'offrl[video]'") from None
+    from offrl.io import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        options = {"fps": fps} if path.suffix == ".mp4" else {"duration": 1000 / fps, "loop": 0}
+        imageio.mimwrite(tmp, [np.asarray(frame, dtype=np.uint8) for frame in frames], format=path.suffix[1:], **options)
+
+
+def video_suffix() -> str:
+    """``.mp4`` when imageio can encode it (imageio-ffmpeg), else ``.gif``."""
+    try:
+        import imageio_ffmpeg  # noqa: F401
+
+        return ".mp4"
+    except ImportError:
+        return ".gif"
 
 
 def episode_success(infos: dict[str, Any], index: int) -> bool | None:

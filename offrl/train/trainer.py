@@ -47,7 +47,7 @@ from offrl.io import atomic_path, write_json
 from offrl.spaces import space_to_json
 from offrl.train import checkpoint as ckpt
 from offrl.train.collector import Collector
-from offrl.train.evaluate import EvalResult, check_env_compatible, evaluate, make_vector_env
+from offrl.train.evaluate import EvalResult, check_env_compatible, evaluate, make_vector_env, video_suffix
 from offrl.train.logging import MetricsLogger
 from offrl.train.plot import plot_run
 from offrl.train.progress import TrainingProgress
@@ -222,6 +222,7 @@ def train(
     lr_schedule: str = "constant",
     lr_end_factor: float = 0.0,
     goal_keys: Sequence[str] = (),
+    video_episodes: int = 0,
 ) -> TrainResult:
     """Train ``algo`` for ``steps`` (+ ``online_steps``) gradient updates; see the module docstring.
 
@@ -238,6 +239,8 @@ def train(
             algorithm's imitation loss on ``validation_batches`` batches of it is logged as ``valid_<loss>``.
         save_best: keep the checkpoint of the best evaluation so far in ``RUN_DIR/best``, judged by
             ``"validation"`` (lowest validation loss), ``"success"`` (highest success rate) or ``"return"``.
+        video_episodes: at every evaluation, write this many rollout episodes as a video to
+            ``RUN_DIR/videos/step_N.mp4`` (``.gif`` without imageio-ffmpeg).
         goal_keys: the policy is goal-conditioned on these observation keys (``offrl.data.goals.with_goals``
             added ``goal_<key>`` to the data): evaluation environments add the task's goal the same way.
         lr_schedule: ``"constant"``, or every optimizer's learning rate decayed ``"linear"``-ly or along a
@@ -276,7 +279,9 @@ def train(
 
     eval_vector = None
     if env is not None:
-        eval_vector = make_vector_env(env, max(1, min(eval_envs, eval_episodes)), goal_keys=goal_keys)
+        eval_vector = make_vector_env(
+            env, max(1, min(eval_envs, eval_episodes)), goal_keys=goal_keys, render_first=video_episodes > 0
+        )
         check_env_compatible(eval_vector, algo.observation_space, algo.action_space, env, f"the {algo.name} policy")
         if dataset is not None:
             check_actions(dataset.source, dataset.actions, eval_vector.single_action_space)
@@ -398,6 +403,7 @@ def train(
                     "validation": None if validation is None else {"source": validation.source, "episodes": validation.num_episodes},
                     "save_best": save_best,
                     "goal_keys": list(goal_keys),
+                    "video_episodes": video_episodes,
                     "lr_schedule": lr_schedule,
                     "lr_end_factor": lr_end_factor,
                 },
@@ -424,6 +430,8 @@ def train(
                 seed=eval_seed(seed, step),
                 metadata=metadata,
                 should_stop=lambda: stop.requested,
+                video=run_dir / "videos" / f"step_{step:09d}{video_suffix()}" if video_episodes > 0 else None,
+                video_episodes=video_episodes,
             )
         finally:
             algo.train(True)

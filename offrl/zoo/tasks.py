@@ -35,7 +35,7 @@ SPEED = 0.15  # distance moved per step at full action
 class PointTask(gym.Env):
     """The shared plane: state ``position``, velocity actions, an optional rendered image."""
 
-    metadata = {"render_modes": ["rgb_array"]}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     goal_radius = 0.25
 
     def __init__(self, *, images: bool = False, render_mode: str | None = None) -> None:
@@ -61,13 +61,13 @@ class PointTask(gym.Env):
         self.position = np.clip(self.position + SPEED * np.clip(action, -1.0, 1.0), -2.0, 2.0).astype(np.float32)
 
     def render(self) -> np.ndarray:
-        return self.render_image()
+        return self.render_image(128)
 
-    def render_image(self) -> np.ndarray:
+    def render_image(self, size: int = IMAGE_SIZE) -> np.ndarray:
         """Top-down view of [-1.5, 1.5]^2: white floor, the task's discs, the agent in blue."""
-        coords = np.linspace(-1.5, 1.5, IMAGE_SIZE, dtype=np.float32)
+        coords = np.linspace(-1.5, 1.5, size, dtype=np.float32)
         x, y = np.meshgrid(coords, coords[::-1])
-        image = np.full((IMAGE_SIZE, IMAGE_SIZE, 3), 255, np.uint8)
+        image = np.full((size, size, 3), 255, np.uint8)
         for center, radius, color in [*self.discs(), (self.position, 0.1, (40, 60, 220))]:
             inside = (x - center[0]) ** 2 + (y - center[1]) ** 2 <= radius**2
             image[inside] = color

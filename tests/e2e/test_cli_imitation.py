@@ -30,7 +30,7 @@ def test_demonstrations_template_train_validate_keep_best_evaluate(tmp_path):
     (tmp_path / "bc_rnn.json").write_text(json.dumps(template))
     offrl("train", "--config", "bc_rnn.json", "--dataset", "demos.hdf5", "--env", TASK, "--run-dir", "run", "--epochs", "3",
           "--steps-per-epoch", "10", "--filter-key", "train", "--validation-key", "valid", "--save-best", "validation",
-          "--lr-schedule", "linear", "--lr-end-factor", "0.1", "--no-progress", cwd=tmp_path)
+          "--lr-schedule", "linear", "--lr-end-factor", "0.1", "--video-episodes", "1", "--no-progress", cwd=tmp_path)
     run = tmp_path / "run"
     with open(run / "evaluations.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -44,6 +44,13 @@ def test_demonstrations_template_train_validate_keep_best_evaluate(tmp_path):
     assert config["algo_config"]["rnn_hidden_dim"] == 16 and config["schedule"]["total_steps"] == 30
     evaluated = json.loads(offrl("eval", str(run / "best"), "--episodes", "4", "--json", cwd=tmp_path).stdout)  # env: the run's
     assert evaluated["algo"] == "bc_rnn" and evaluated["step"] == best["step"] and evaluated["success_rate"] is not None
+    videos = sorted(path.stem for path in (run / "videos").iterdir())
+    assert videos == ["step_000000010", "step_000000020", "step_000000030"]  # one per evaluation
+    offrl("eval", "run", "--episodes", "2", "--video", "rollout.gif", cwd=tmp_path)
+    from PIL import Image
+
+    with Image.open(tmp_path / "rollout.gif") as gif:
+        assert gif.size == (128, 128) and gif.n_frames > 5
 
 
 def test_workflow_errors_are_one_line(tmp_path):
