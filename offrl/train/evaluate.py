@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import importlib.util
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -195,12 +196,7 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 20) -> None:
 
 def video_suffix() -> str:
     """``.mp4`` when imageio can encode it (imageio-ffmpeg), else ``.gif``."""
-    try:
-        import imageio_ffmpeg  # noqa: F401
-
-        return ".mp4"
-    except ImportError:
-        return ".gif"
+    return ".mp4" if importlib.util.find_spec("imageio_ffmpeg") is not None else ".gif"
 
 
 def episode_success(infos: dict[str, Any], index: int) -> bool | None:
