@@ -28,7 +28,7 @@ from common import RESULTS_DIR, markdown_table, record  # noqa: E402
 
 RESULTS = RESULTS_DIR / "imitation.md"
 TITLE = "Imitation benchmark results\n\nRecorded by `python benchmarks/imitation.py`"
-LOW_DIM = ["bc", "bc_gaussian", "bc_gmm", "bc_vae", "bc_rnn", "bc_rnn_gmm", "bc_transformer"]
+LOW_DIM = ["bc", "bc_gaussian", "bc_gmm", "bc_vae", "bc_rnn", "bc_rnn_gmm", "bc_transformer", "hbc"]
 TASKS = {
     "offrl/ObstacleReach-v0": LOW_DIM,
     "offrl/CueMemory-v0": LOW_DIM,

@@ -16,6 +16,7 @@ from offrl.algos import (  # noqa: F401
     dqn,
     dt,
     edac,
+    hbc,
     iql,
     plas,
     rebrac,

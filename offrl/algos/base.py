@@ -77,10 +77,11 @@ class Algorithm(nn.Module):
         """Frames per observation (``frame_stack``, 1 without) and the dict keys stacked (None: the whole observation)."""
         return getattr(self.config, "frame_stack", 1), getattr(self.encoder, "image_keys", None)
 
-    def sequence_window(self) -> tuple[int, str]:
-        """Sequence models: steps per training window and where short windows are padded ("left": the last
-        step is real, a context ending now; "right": the first step is real, a recurrent network's start)."""
-        return self.config.context_length, "left"
+    def sequence_window(self) -> tuple[int, str, int | None]:
+        """Sequence models: steps per training window, where short windows are padded ("left": the last
+        step is real, a context ending now; "right": the first step is real, a recurrent network's start),
+        and how far ahead of a window's start its future observation is taken (None: not needed)."""
+        return self.config.context_length, "left", None
 
     def dataset_columns(self) -> dict[str, Any]:
         """Extra batch columns the trainer must provide from the dataset, e.g.

@@ -57,6 +57,53 @@ class BCRNNGMMConfig(BCRNNConfig):
     policy: Literal["deterministic", "gmm"] = "gmm"  # action head: MSE regression or a Gaussian mixture
 
 
+class RecurrentActor(nn.Module):
+    """An LSTM (or GRU) over per-step features and an action head, deterministic or a GMM, in the normalized
+    action space; shared by BC-RNN and HBC's low-level policy."""
+
+    def __init__(self, in_dim: int, action_dim: int, config: BCRNNConfig) -> None:
+        super().__init__()
+        self.config = config
+        cell = nn.LSTM if config.rnn_type == "lstm" else nn.GRU
+        self.rnn = cell(in_dim, config.rnn_hidden_dim, config.rnn_num_layers, batch_first=True)
+        options = {"activation_name": config.activation}
+        if config.policy == "gmm":
+            self.head = GMMPolicy(
+                config.rnn_hidden_dim, action_dim, config.hidden_dims, num_modes=config.num_modes, min_std=config.min_std, **options
+            )
+        else:
+            self.head = DeterministicPolicy(config.rnn_hidden_dim, action_dim, config.hidden_dims, **options)
+
+    def sequence_loss(self, features: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Mean per-step loss over the real steps of windows ``[B, T, F]`` run from the zero state."""
+        hidden, _ = self.rnn(features)
+        if self.config.policy == "gmm":
+            per_step, name = -self.head.log_prob(hidden, actions), "nll_loss"
+        else:
+            per_step, name = (self.head(hidden) - actions).pow(2).mean(-1), "bc_loss"
+        weights = mask.float()
+        loss = (per_step * weights).sum() / weights.sum()
+        return loss, {name: loss.detach()}
+
+    def step(self, features: torch.Tensor, state: RecurrentState | None, deterministic: bool) -> tuple[torch.Tensor, RecurrentState]:
+        """Normalized actions for one step of features ``[N, F]`` and the next recurrent state."""
+        hidden, state = self.rnn(features.unsqueeze(1), state)
+        hidden = hidden[:, 0]
+        if self.config.policy == "gmm":
+            return (self.head.deterministic(hidden) if deterministic else self.head.sample(hidden)), state
+        return self.head(hidden), state
+
+    def zero_state(self, count: int, device: torch.device) -> RecurrentState:
+        hidden = torch.zeros((self.config.rnn_num_layers, count, self.config.rnn_hidden_dim), device=device)
+        return (hidden, torch.zeros_like(hidden)) if self.config.rnn_type == "lstm" else hidden
+
+
+def reset_rows(state: RecurrentState, rows: torch.Tensor) -> None:
+    """Zero the recurrent state of the environments ``rows`` (a boolean mask), in place."""
+    for part in state if isinstance(state, tuple) else (state,):
+        part[:, rows] = 0.0
+
+
 @register("bc_rnn", paper="Mandlekar et al. 2021, What Matters in Learning from Offline Human Demonstrations (BC-RNN)")
 class BCRNN(Algorithm):
     Config = BCRNNConfig
@@ -69,32 +116,16 @@ class BCRNN(Algorithm):
         if config.seq_length < 1 or (config.horizon is not None and config.horizon < 1):
             raise ValueError(f"{self.name}: seq_length and horizon must be positive")
         self.trunk = make_trunk(self.encoder, config)  # a CNN per image key, nothing for vectors
-        cell = nn.LSTM if config.rnn_type == "lstm" else nn.GRU
-        self.rnn = cell(self.trunk.out_dim, config.rnn_hidden_dim, config.rnn_num_layers, batch_first=True)
-        options = {"activation_name": config.activation}
-        if config.policy == "gmm":
-            self.actor = GMMPolicy(
-                config.rnn_hidden_dim, self.action_dim, config.hidden_dims, num_modes=config.num_modes, min_std=config.min_std, **options
-            )
-        else:
-            self.actor = DeterministicPolicy(config.rnn_hidden_dim, self.action_dim, config.hidden_dims, **options)
-        parameters = [*self.trunk.parameters(), *self.rnn.parameters(), *self.actor.parameters()]
-        self.optimizers = {"policy": adam(parameters, config.lr, config.weight_decay)}
+        self.actor = RecurrentActor(self.trunk.out_dim, self.action_dim, config)
+        self.optimizers = {"policy": adam([*self.trunk.parameters(), *self.actor.parameters()], config.lr, config.weight_decay)}
 
-    def sequence_window(self) -> tuple[int, str]:
-        return self.config.seq_length, "right"
+    def sequence_window(self) -> tuple[int, str, None]:
+        return self.config.seq_length, "right", None
 
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean per-step imitation loss over the real (unpadded) steps of the windows."""
-        hidden, _ = self.rnn(encode_sequence(self.encoder, self.trunk, batch.observations))
-        actions = self.action_scaler.normalize(batch.actions)
-        if self.config.policy == "gmm":
-            per_step, name = -self.actor.log_prob(hidden, actions), "nll_loss"
-        else:
-            per_step, name = (self.actor(hidden) - actions).pow(2).mean(-1), "bc_loss"
-        weights = batch.mask.float()
-        loss = (per_step * weights).sum() / weights.sum()
-        return loss, {name: loss.detach()}
+        features = encode_sequence(self.encoder, self.trunk, batch.observations)
+        return self.actor.sequence_loss(features, self.action_scaler.normalize(batch.actions), batch.mask)
 
     def update(self, batch: SequenceBatch) -> dict[str, torch.Tensor]:
         loss, metrics = self.loss(batch)
@@ -106,19 +137,11 @@ class BCRNN(Algorithm):
         """One step of every environment: actions in the environment's space and the next recurrent state
         (``state`` None: the zero state)."""
         with evaluating(self):
-            features = self.trunk(self.encoder(observations))
-            hidden, state = self.rnn(features.unsqueeze(1), state)
-            hidden = hidden[:, 0]
-            if self.config.policy == "gmm":
-                actions = self.actor.deterministic(hidden) if deterministic else self.actor.sample(hidden)
-            else:
-                actions = self.actor(hidden)
+            actions, state = self.actor.step(self.trunk(self.encoder(observations)), state, deterministic)
         return self.action_scaler.denormalize(actions), state
 
     def zero_state(self, count: int) -> RecurrentState:
-        shape = (self.config.rnn_num_layers, count, self.config.rnn_hidden_dim)
-        hidden = torch.zeros(shape, device=self.device)
-        return (hidden, torch.zeros_like(hidden)) if self.config.rnn_type == "lstm" else hidden
+        return self.actor.zero_state(count, self.device)
 
     @torch.no_grad()
     def act(self, observations, deterministic: bool = True) -> torch.Tensor:
@@ -157,10 +180,7 @@ class RecurrentRollout(RolloutPolicy):
         observations = to_tensor(observations, algo.device)
         if self.state is None:
             self.state = algo.zero_state(len(self.steps))
-        reset = torch.as_tensor(self.steps % self.horizon == 0, device=algo.device)
-        parts = self.state if isinstance(self.state, tuple) else (self.state,)
-        for part in parts:
-            part[:, reset] = 0.0
+        reset_rows(self.state, torch.as_tensor(self.steps % self.horizon == 0, device=algo.device))
         actions, self.state = algo.step_policy(observations, self.state, self.deterministic)
         self.steps += 1
         return actions.cpu().numpy()

@@ -33,6 +33,7 @@ class SequenceBatch:
     returns_to_go: torch.Tensor  # [B, K]
     timesteps: torch.Tensor  # [B, K], int64, step index within the episode
     mask: torch.Tensor  # [B, K], bool, True at real (not padded) steps
+    future_observations: TensorTree | None = None  # [B, ...]: ``future`` steps after the window's first step (HBC's subgoal)
 
     def __len__(self) -> int:
         return len(self.mask)
@@ -46,9 +47,12 @@ class SequenceSampler:
         batch_size: int,
         *,
         pad: Literal["left", "right"] = "left",
+        future: int | None = None,
         device: torch.device | str = "cpu",
         seed: int = 0,
     ) -> None:
+        """``future``: also return the observation that many steps after each window's first step (the episode's
+        last observation when it ends before)."""
         if length < 1:
             raise ValueError(f"sequence length must be positive, got {length}")
         if pad not in ("left", "right"):
@@ -60,6 +64,8 @@ class SequenceSampler:
         episode_of_row = np.repeat(np.arange(len(starts)), lengths)
         data = dataset.to(self.device)
         self.observations, self.actions = data.observations, data.actions
+        self.future = future
+        self.next_observations = data.next_observations if future else None
         self.returns_to_go = torch.as_tensor(dataset.returns_to_go(1.0), device=self.device)
         self.timesteps = torch.as_tensor(np.arange(len(dataset)) - starts[episode_of_row], device=self.device)
         self.stops = torch.as_tensor(stops[episode_of_row], device=self.device)
@@ -84,12 +90,17 @@ class SequenceSampler:
             pad = mask.reshape(*mask.shape, *([1] * (values.dim() - 2)))
             return torch.where(pad, values, torch.zeros((), dtype=values.dtype, device=values.device))
 
+        future = None
+        if self.future:  # the observation after row start + future - 1: next_observations of that row, within the episode
+            row = torch.minimum(start + self.future - 1, self.stops[start] - 1)
+            future = tree_map(lambda column: column[row], self.next_observations)
         return SequenceBatch(
             observations=tree_map(gather, self.observations),
             actions=gather(self.actions),
             returns_to_go=gather(self.returns_to_go),
             timesteps=gather(self.timesteps),
             mask=mask,
+            future_observations=future,
         )
 
     def get_state(self) -> torch.Tensor:

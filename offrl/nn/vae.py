@@ -11,13 +11,14 @@ from offrl.nn.layers import MLP
 
 
 class ConditionalVAE(nn.Module):
-    """``q(z | s, a)`` and ``p(a | s, z)``; actions in [-1, 1] (tanh decoder)."""
+    """``q(z | s, a)`` and ``p(a | s, z)``; actions in [-1, 1] (tanh decoder), or unbounded outputs with
+    ``bounded=False`` (HBC's planner decodes standardized subgoal observations)."""
 
-    def __init__(self, in_dim: int, action_dim: int, hidden_dims: Sequence[int], latent_dim: int) -> None:
+    def __init__(self, in_dim: int, action_dim: int, hidden_dims: Sequence[int], latent_dim: int, *, bounded: bool = True) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.encoder = MLP(in_dim + action_dim, hidden_dims, 2 * latent_dim)
-        self.decoder = MLP(in_dim + latent_dim, hidden_dims, action_dim, output_activation="tanh")
+        self.decoder = MLP(in_dim + latent_dim, hidden_dims, action_dim, output_activation="tanh" if bounded else None)
 
     def forward(self, features: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mean, log_std = self.encoder(torch.cat([features, actions], dim=-1)).split(self.latent_dim, dim=-1)

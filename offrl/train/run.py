@@ -101,8 +101,8 @@ def make_offline_sampler(algo: Algorithm, dataset: Dataset, *, seed: int, fit: b
         from offrl.data.sequences import SequenceSampler
 
         del data
-        length, pad = algo.sequence_window()
-        return SequenceSampler(dataset, length, algo.config.batch_size, pad=pad, device=algo.device, seed=seed), info
+        length, pad, future = algo.sequence_window()
+        return SequenceSampler(dataset, length, algo.config.batch_size, pad=pad, future=future, device=algo.device, seed=seed), info
     frames, keys = algo.frame_stacking()
     if frames > 1:
         from offrl.data.frames import FrameStackSampler, episode_row_starts

@@ -83,3 +83,11 @@ def test_right_padded_windows_start_at_a_real_step_and_stop_at_the_episode_end()
         assert len(real) == min(4, stops[real[0]] - real[0])  # as long as the episode allows
         assert (window[~valid] == 0).all()
     assert set(observations[:, 0].astype(int).tolist()) == set(range(12))  # every row starts windows
+
+
+def test_future_observations_stay_in_the_episode():
+    ds = numbered_dataset()  # next observation of row i is i + 1
+    batch = SequenceSampler(ds, length=2, batch_size=500, pad="right", future=3, seed=3).sample()
+    first = batch.observations[:, 0, 0].long()
+    stops = torch.tensor([5, 5, 5, 5, 5, 8, 8, 8, 12, 12, 12, 12])
+    assert torch.equal(batch.future_observations[:, 0].long(), torch.minimum(first + 3, stops[first]))
