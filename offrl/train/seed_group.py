@@ -52,6 +52,8 @@ def blocker(algo: Algorithm) -> str | None:
     """Why ``algo`` cannot train in a batched seed group, or None."""
     if getattr(algo.config, "eta", 0.0) > 0:
         return f"{algo.name}'s gradient-diversity penalty differentiates inside the update (torch.autograd under vmap)"
+    if any(isinstance(module, torch.nn.RNNBase) for module in algo.modules()):
+        return f"{algo.name}'s recurrent network has no batching rule under vmap (torch's fused LSTM/GRU kernels)"
     return None
 
 

@@ -307,9 +307,9 @@ def train(
     if dataset is not None:
         offline_sampler, data_info = make_offline_sampler(algo, dataset, seed=seed)
         fingerprint = dataset.fingerprint()
+        behaviour_return = float(dataset.episode_returns().mean())
     if validation is not None:
         validation_sampler = make_offline_sampler(algo, validation, seed=seed, fit=False)[0]
-        behaviour_return = float(dataset.episode_returns().mean())
     if init_from is not None and not resume:
         init_scale = _initialize_from(algo, init_from)
         if dataset is None and init_scale is not None:
@@ -445,7 +445,8 @@ def train(
         try:
             with torch.no_grad():
                 for _ in range(validation_batches):
-                    for key, value in algo.loss(validation_sampler.sample())[1].items():
+                    loss, metrics = algo.loss(validation_sampler.sample())
+                    for key, value in {"loss": loss, **metrics}.items():  # the total, and its parts
                         totals[key] = totals.get(key, 0.0) + float(value)
         finally:
             algo.train(True)
@@ -476,9 +477,9 @@ def train(
         return result
 
     def keep_if_best(step: int, row: dict[str, float]) -> None:
-        key = {"validation": next((k for k in row if k.startswith("valid_")), None), "success": "success_rate", "return": "mean_return"}[save_best]
+        key = {"validation": "valid_loss", "success": "success_rate", "return": "mean_return"}[save_best]
         if key not in row:
-            raise OffrlError(f"save_best={save_best!r}: the evaluation at step {step} has no {key or 'validation loss'} ({env} reports no success?)")
+            raise OffrlError(f"save_best={save_best!r}: the evaluation at step {step} has no {key} ({env} reports no success?)")
         score = -row[key] if save_best == "validation" else row[key]
         previous = best_score(run_dir) if best["score"] is None else best["score"]
         if previous is not None and score <= previous:

@@ -37,7 +37,8 @@ def test_demonstrations_template_train_validate_keep_best_evaluate(tmp_path):
     assert [int(r["step"]) for r in rows] == [10, 20, 30]  # one evaluation per epoch
     assert all(float(r["valid_bc_loss"]) > 0 and r["success_rate"] != "" for r in rows)
     best = json.loads((run / "best" / "best.json").read_text())
-    losses = {int(r["step"]): float(r["valid_bc_loss"]) for r in rows}
+    losses = {int(r["step"]): float(r["valid_loss"]) for r in rows}
+    assert all(float(r["valid_loss"]) == float(r["valid_bc_loss"]) for r in rows)  # bc_rnn: the total is its one loss
     assert best["step"] == min(losses, key=losses.get) and best["criterion"] == "validation"
     config = json.loads((run / "config.json").read_text())
     assert config["dataset"]["episodes"] == 16 and config["train"]["validation"]["episodes"] == 4
