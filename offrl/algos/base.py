@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from offrl.data.batch import Batch
+from offrl.data.sequences import SequenceSpec
 from offrl.nn.encoders import make_encoder, with_trunk
 from offrl.nn.heads import ActionScaler
 from offrl.rollout import FrameStackRollout, RolloutPolicy, StatelessRollout
@@ -77,11 +78,11 @@ class Algorithm(nn.Module):
         """Frames per observation (``frame_stack``, 1 without) and the dict keys stacked (None: the whole observation)."""
         return getattr(self.config, "frame_stack", 1), getattr(self.encoder, "image_keys", None)
 
-    def sequence_window(self) -> tuple[int, str, int | None]:
+    def sequence_window(self) -> SequenceSpec:
         """Sequence models: steps per training window, where short windows are padded ("left": the last
         step is real, a context ending now; "right": the first step is real, a recurrent network's start),
-        and how far ahead of a window's start its future observation is taken (None: not needed)."""
-        return self.config.context_length, "left", None
+        and what else a batch holds (see ``SequenceSpec``)."""
+        return SequenceSpec(self.config.context_length, "left")
 
     def dataset_columns(self) -> dict[str, Any]:
         """Extra batch columns the trainer must provide from the dataset, e.g.

@@ -25,7 +25,7 @@ from torch import nn
 from offrl.algos.base import Algorithm
 from offrl.algos.common import adam, evaluating, step
 from offrl.algos.registry import register
-from offrl.data.sequences import SequenceBatch
+from offrl.data.sequences import SequenceBatch, SequenceSpec
 from offrl.nn.encoders import EncoderConfig, encode_sequence, make_trunk
 from offrl.nn.heads import DeterministicPolicy, GMMPolicy
 from offrl.rollout import RolloutPolicy, to_tensor
@@ -119,8 +119,8 @@ class BCRNN(Algorithm):
         self.actor = RecurrentActor(self.trunk.out_dim, self.action_dim, config)
         self.optimizers = {"policy": adam([*self.trunk.parameters(), *self.actor.parameters()], config.lr, config.weight_decay)}
 
-    def sequence_window(self) -> tuple[int, str, None]:
-        return self.config.seq_length, "right", None
+    def sequence_window(self) -> SequenceSpec:
+        return SequenceSpec(self.config.seq_length, "right")
 
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean per-step imitation loss over the real (unpadded) steps of the windows."""

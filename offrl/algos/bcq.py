@@ -118,6 +118,12 @@ class BCQ(Algorithm):
     def act(self, observations, deterministic: bool = True) -> torch.Tensor:
         """The best of ``num_eval_actions`` perturbed VAE proposals by Q1. Deterministic acting draws the
         proposals' latents from a fixed seed, so an observation always gets the same action."""
+        return self.action_scaler.denormalize(self.best_proposal(observations, deterministic)[0])
+
+    @torch.no_grad()
+    def best_proposal(self, observations, deterministic: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best normalized action among the perturbed proposals of each observation and its Q1: the
+        policy's action and the state's value as BCQ estimates it (IRIS scores subgoals with the latter)."""
         count = self.config.num_eval_actions
         features = repeat_rows(self.encoder(observations), count)
         generator = None
@@ -125,6 +131,6 @@ class BCQ(Algorithm):
             generator = torch.Generator(device=features.device).manual_seed(0)
         candidates = self.actor(features, self.vae.decode(features, generator=generator))
         q = self.critic(features, candidates, members=slice(0, 1))[0].reshape(-1, count)
-        best = q.argmax(dim=1)
-        chosen = candidates.reshape(-1, count, candidates.shape[-1])[torch.arange(len(best), device=best.device), best]
-        return self.action_scaler.denormalize(chosen)
+        best = q.max(dim=1)
+        rows = torch.arange(len(best.indices), device=q.device)
+        return candidates.reshape(-1, count, candidates.shape[-1])[rows, best.indices], best.values

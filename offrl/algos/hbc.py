@@ -1,4 +1,4 @@
-"""HBC: hierarchical behaviour cloning, a subgoal planner over a subgoal-conditioned recurrent policy.
+"""HBC (hierarchical behaviour cloning) and IRIS: a subgoal planner over a subgoal-conditioned recurrent policy.
 
 Mandlekar et al. 2020, "Learning to Generalize Across Long-Horizon Tasks from
 Human Demonstrations", as robomimic implements it, with its defaults. The
@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -29,7 +30,8 @@ from offrl.algos.base import Algorithm
 from offrl.algos.bc_rnn import RecurrentActor, RecurrentState, reset_rows
 from offrl.algos.common import adam, evaluating, step
 from offrl.algos.registry import register
-from offrl.data.sequences import SequenceBatch
+from offrl.data.batch import Batch
+from offrl.data.sequences import SequenceBatch, SequenceSpec
 from offrl.nn.encoders import DictEncoder, EncoderConfig, FlatEncoder, encode_sequence, make_trunk
 from offrl.nn.vae import ConditionalVAE, vae_loss
 from offrl.rollout import RolloutPolicy, to_tensor
@@ -83,8 +85,8 @@ class HBC(Algorithm):
             "actor": adam([*self.trunk.parameters(), *self.actor.parameters()], config.lr, config.weight_decay),
         }
 
-    def sequence_window(self) -> tuple[int, str, int]:
-        return self.config.subgoal_horizon, "right", self.config.subgoal_horizon
+    def sequence_window(self) -> SequenceSpec:
+        return SequenceSpec(self.config.subgoal_horizon, "right", future=self.config.subgoal_horizon)
 
     def subgoals(self, observations: Any) -> torch.Tensor:
         """The standardized subgoal keys of observations ``[B, ...]``: ``[B, G]``."""
@@ -193,3 +195,63 @@ class HBCRollout(RolloutPolicy):
         actions, self.state = algo.step_policy(observations, self.subgoals, self.state, self.deterministic)
         self.steps += 1
         return actions.cpu().numpy()
+
+
+@dataclasses.dataclass
+class IRISConfig(HBCConfig):
+    num_proposals: int = 100  # subgoals the planner proposes at each replanning; the value network keeps the best
+    value_hidden_dims: tuple[int, ...] = (300, 400)  # BCQ value network: critic, perturbation actor and VAE widths
+    value_lr: float = 1e-3  # BCQ value network Adam learning rate (all three parts)
+    value_discount: float = 0.99  # reward discount of the value network
+    value_num_actions: int = 10  # BCQ's candidate actions when it scores a subgoal
+
+
+@register("iris", paper="Mandlekar et al. 2020, IRIS: Implicit Reinforcement without Interaction at Scale for Control from Offline Robot Manipulation Data")
+class IRIS(HBC):
+    """HBC whose planner proposes ``num_proposals`` subgoals and keeps the one a value network rates highest:
+    BCQ (Fujimoto et al. 2019) trained on the task's rewards over the subgoal keys (the windows' first
+    transitions), so it can score a proposed subgoal as a state. A variant of HBC's planning, written as
+    its subclass: the networks, losses and rollouts are HBC's."""
+
+    Config = IRISConfig
+
+    def __init__(self, observation_space, action_space, config: IRISConfig) -> None:
+        super().__init__(observation_space, action_space, config)
+        from offrl.algos.bcq import BCQ, BCQConfig
+        from offrl.config import make_config
+
+        subgoal_space = gym.spaces.Box(-np.inf, np.inf, (len(self.subgoal_columns),), np.float32)
+        widths = config.value_hidden_dims
+        value_config = make_config(BCQConfig, {
+            "hidden_dims": widths, "vae_hidden_dims": widths, "actor_lr": config.value_lr, "critic_lr": config.value_lr,
+            "vae_lr": config.value_lr, "discount": config.value_discount, "num_eval_actions": config.value_num_actions,
+            "batch_size": config.batch_size,
+        }, source=f"{self.name} value network")
+        self.value = BCQ(subgoal_space, action_space, value_config)  # its inputs are the standardized subgoal keys
+        self.optimizers.update({f"value_{name}": optimizer for name, optimizer in self.value.optimizers.items()})
+        self.register_buffer("proposal_latents", torch.randn(config.num_proposals, config.planner_latent_dim))
+
+    def sequence_window(self) -> SequenceSpec:
+        horizon = self.config.subgoal_horizon
+        return SequenceSpec(horizon, "right", future=horizon, first_transitions=True)
+
+    def update(self, batch: SequenceBatch) -> dict[str, torch.Tensor]:
+        metrics = super().update(batch)  # planner and policy
+        first = batch.first_transitions
+        value_batch = Batch(
+            observations=self.subgoals(first.observations), actions=first.actions, rewards=first.rewards,
+            next_observations=self.subgoals(first.next_observations), terminals=first.terminals,
+        )
+        value_metrics = self.value.update(value_batch)
+        return {**metrics, **{f"value_{key}": value for key, value in value_metrics.items()}}
+
+    def plan(self, observations: Any, deterministic: bool) -> torch.Tensor:
+        """Of ``num_proposals`` subgoals decoded from prior draws (fixed ones when deterministic), the one with the
+        highest value."""
+        with evaluating(self):
+            features = self.planner_trunk(self.encoder(observations))
+            count, proposals = features.shape[0], self.proposal_latents.shape[0]
+            latents = self.proposal_latents if deterministic else torch.randn_like(self.proposal_latents)
+            decoded = self.planner.decode(features.repeat_interleave(proposals, 0), latents.repeat(count, 1))
+            values = self.value.best_proposal(decoded, deterministic=True)[1].reshape(count, proposals)
+            return decoded.reshape(count, proposals, -1)[torch.arange(count, device=decoded.device), values.argmax(-1)]

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from offrl.data.batch import Batch
 from offrl.data.dataset import Dataset
 from offrl.data.tree import tree_map
 
@@ -34,9 +35,20 @@ class SequenceBatch:
     timesteps: torch.Tensor  # [B, K], int64, step index within the episode
     mask: torch.Tensor  # [B, K], bool, True at real (not padded) steps
     future_observations: TensorTree | None = None  # [B, ...]: ``future`` steps after the window's first step (HBC's subgoal)
+    first_transitions: Batch | None = None  # the transitions of the windows' first steps (IRIS's value learning)
 
     def __len__(self) -> int:
         return len(self.mask)
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceSpec:
+    """What a sequence model's batches hold (``Algorithm.sequence_window``)."""
+
+    length: int  # steps per window
+    pad: Literal["left", "right"] = "left"  # where short windows are padded
+    future: int | None = None  # also the observation this many steps after each window's first step
+    first_transitions: bool = False  # also the full transitions (rewards, next observations, terminals) of the first steps
 
 
 class SequenceSampler:
@@ -48,6 +60,7 @@ class SequenceSampler:
         *,
         pad: Literal["left", "right"] = "left",
         future: int | None = None,
+        first_transitions: bool = False,
         device: torch.device | str = "cpu",
         seed: int = 0,
     ) -> None:
@@ -66,6 +79,7 @@ class SequenceSampler:
         self.observations, self.actions = data.observations, data.actions
         self.future = future
         self.next_observations = data.next_observations if future else None
+        self.data = data if first_transitions else None
         self.returns_to_go = torch.as_tensor(dataset.returns_to_go(1.0), device=self.device)
         self.timesteps = torch.as_tensor(np.arange(len(dataset)) - starts[episode_of_row], device=self.device)
         self.stops = torch.as_tensor(stops[episode_of_row], device=self.device)
@@ -101,6 +115,7 @@ class SequenceSampler:
             timesteps=gather(self.timesteps),
             mask=mask,
             future_observations=future,
+            first_transitions=None if self.data is None else self.data.index(start),
         )
 
     def get_state(self) -> torch.Tensor:

@@ -101,8 +101,12 @@ def make_offline_sampler(algo: Algorithm, dataset: Dataset, *, seed: int, fit: b
         from offrl.data.sequences import SequenceSampler
 
         del data
-        length, pad, future = algo.sequence_window()
-        return SequenceSampler(dataset, length, algo.config.batch_size, pad=pad, future=future, device=algo.device, seed=seed), info
+        spec = algo.sequence_window()
+        sampler = SequenceSampler(
+            dataset, spec.length, algo.config.batch_size, pad=spec.pad, future=spec.future,
+            first_transitions=spec.first_transitions, device=algo.device, seed=seed,
+        )
+        return sampler, info
     frames, keys = algo.frame_stacking()
     if frames > 1:
         from offrl.data.frames import FrameStackSampler, episode_row_starts

@@ -50,7 +50,7 @@ def image_dataset(
 @pytest.mark.parametrize("name", ALGOS)
 @pytest.mark.parametrize("layout", ["channels_last", "channels_first_stacked_shifted", "dict"])
 def test_every_algorithm_trains_and_acts_on_images(name, layout, tmp_path):
-    if name == "hbc" and layout != "dict":
+    if name in ("hbc", "iris") and layout != "dict":
         with pytest.raises(ValueError, match="HBC's subgoals are low-dimensional observations"):
             build(name, image_dataset(continuous=True), **IMAGE_SMALL)
         return  # its subgoals are low-dimensional keys: images ride along in dict observations

@@ -28,6 +28,8 @@ SETTINGS = {  # name: (task, steps, overrides)
     "bc_rnn": (MEMORY, 3000, RNN),
     "bc_rnn_gmm": (MEMORY, 3000, RNN),
     "hbc": (MEMORY, 3000, {**RNN, "planner_hidden_dims": (64, 64), "planner_lr": 1e-3}),
+    "iris": (OBSTACLE, 3000, {**RNN, "planner_hidden_dims": (64, 64), "planner_lr": 1e-3, "value_hidden_dims": (64, 64),
+                              "num_proposals": 32}),
     "bc_transformer": (MEMORY, 1500, {**FAST, "embed_dim": 32, "num_layers": 2, "num_heads": 2, "dropout": 0.0,
                                        "supervise_all_steps": True}),
 }

@@ -57,7 +57,7 @@ def test_every_algorithm_trains_stacked_or_says_why_not(name):
     algos, samplers = seeds_of(name, 2)
     reason = blocker(algos[0])
     if reason:
-        expected = {"edac": "torch.autograd", "bc_rnn": "recurrent", "bc_rnn_gmm": "recurrent", "hbc": "recurrent"}
+        expected = {"edac": "torch.autograd", **{name: "recurrent" for name in ("bc_rnn", "bc_rnn_gmm", "hbc", "iris")}}
         assert name in expected and expected[name] in reason, (name, reason)
         return
     before = [copy.deepcopy(algo.state_dict()) for algo in algos]
