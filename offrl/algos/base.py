@@ -76,7 +76,7 @@ class Algorithm(nn.Module):
 
     def frame_stacking(self) -> tuple[int, list[str] | None]:
         """Frames per observation (``frame_stack``, 1 without) and the dict keys stacked (None: the whole observation)."""
-        return getattr(self.config, "frame_stack", 1), getattr(self.encoder, "image_keys", None)
+        return getattr(self.config, "frame_stack", 1), getattr(self.encoder, "stacked_keys", None)
 
     def sequence_window(self) -> SequenceSpec:
         """Sequence models: steps per training window, where short windows are padded ("left": the last

@@ -31,7 +31,7 @@ class FlatEncoder(nn.Module):
 
     normalized_keys: tuple[str, ...] | None = None  # all of them
 
-    def __init__(self, observation_space: gym.Space, *, allow_images: bool = False) -> None:
+    def __init__(self, observation_space: gym.Space, *, allow_images: bool = False, frames: int = 1) -> None:
         super().__init__()
         if isinstance(observation_space, gym.spaces.Dict):
             self.keys: list[str] | None = sorted(observation_space.spaces)
@@ -45,9 +45,13 @@ class FlatEncoder(nn.Module):
                     f"observation space {space} is not a vector: image observations need an image encoder"
                 )
         self.widths = [int(np.prod(space.shape)) for space in spaces]
-        self.out_dim = sum(self.widths)
-        self.register_buffer("mean", torch.zeros(self.out_dim))
-        self.register_buffer("std", torch.ones(self.out_dim))
+        # ``frames`` > 1: each observation is a stack [B, frames, ...] (robomimic's frame_stack on low-dim keys),
+        # standardized frame by frame with the one-frame statistics and flattened
+        self.frames = frames
+        self.stacked_keys = self.keys if frames > 1 else None
+        self.out_dim = frames * sum(self.widths)
+        self.register_buffer("mean", torch.zeros(sum(self.widths)))
+        self.register_buffer("std", torch.ones(sum(self.widths)))
 
     def set_statistics(self, mean: np.ndarray | dict[str, np.ndarray], std: np.ndarray | dict[str, np.ndarray]) -> None:
         flat_mean = self._concat_numpy(mean)
@@ -59,10 +63,10 @@ class FlatEncoder(nn.Module):
 
     def forward(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         if self.keys is None:
-            x = observations.reshape(observations.shape[0], -1)
+            x = observations.reshape(observations.shape[0], self.frames, -1)
         else:
-            x = torch.cat([observations[k].reshape(observations[k].shape[0], -1) for k in self.keys], dim=-1)
-        return (x.float() - self.mean) / self.std
+            x = torch.cat([observations[k].reshape(observations[k].shape[0], self.frames, -1) for k in self.keys], dim=-1)
+        return ((x.float() - self.mean) / self.std).reshape(x.shape[0], -1)
 
     def _concat_numpy(self, value: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
         flat = tree_map(lambda a: np.asarray(a, dtype=np.float32).reshape(-1), value)
@@ -173,6 +177,7 @@ class DictEncoder(nn.Module):
         self.images = nn.ModuleDict({k: image_encoder(space.spaces[k], config) for k in self.image_keys})
         self.vectors = FlatEncoder(gym.spaces.Dict({k: space.spaces[k] for k in self.vector_keys})) if self.vector_keys else None
         self.normalized_keys = tuple(self.vector_keys)
+        self.stacked_keys = self.image_keys  # frame stacks are of the images; vector keys are one step
 
     def set_statistics(self, mean: dict[str, np.ndarray], std: dict[str, np.ndarray]) -> None:
         """Statistics of the vector keys (``normalized_keys``); images are scaled, not standardized."""
@@ -212,9 +217,7 @@ def make_encoder(observation_space: gym.Space, config) -> nn.Module:
             return DictEncoder(observation_space, config)
     elif is_image(observation_space) or config.encoder in ("nature", "resnet", "minatar", "spatial_softmax"):
         return image_encoder(observation_space, config)
-    if stacked:
-        raise ValueError("frame_stack > 1 needs image observations")
-    return FlatEncoder(observation_space)
+    return FlatEncoder(observation_space, frames=config.frame_stack)
 
 
 # ------------------------------------------------------------------ trunks (learned)
@@ -389,7 +392,7 @@ class TrunkEncoder(nn.Module):
         self.trunk = make_trunk(encoder, config)
         self.out_dim = self.trunk.out_dim
         self.normalized_keys = encoder.normalized_keys
-        self.image_keys = getattr(encoder, "image_keys", None)
+        self.stacked_keys = getattr(encoder, "stacked_keys", None)
 
     def set_statistics(self, mean, std) -> None:
         self.preprocess.set_statistics(mean, std)

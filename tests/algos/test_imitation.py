@@ -103,3 +103,15 @@ def test_goal_conditioned_bc_needs_no_memory(demonstrations, trained, tmp_path):
                                  progress=False, tensorboard=False, goal_keys=["position"])
     assert result.final_eval.success_rate >= 0.9
     assert result.final_eval.success_rate >= trained("bc", MEMORY)[1] + 0.25
+
+
+def test_stacked_low_dimensional_frames_carry_the_cue(demonstrations, trained, tmp_path):
+    """robomimic's frame_stack on low-dimensional keys: with the last 5 observations memoryless BC sees the cue when it
+    turns (three or four steps after it), stacked at sampling time and by the rollout policy alike."""
+    data = demonstrations[MEMORY]
+    algo = offrl.make_algo("bc", data.observation_space, data.action_space, seed=0, hidden_dims=(64, 64), frame_stack=5)
+    result = offrl.train_offline(algo, data, env=MEMORY, steps=2000, eval_every=0, eval_episodes=20, run_dir=tmp_path,
+                                 progress=False, tensorboard=False)
+    assert algo.encoder.out_dim == 5 * 3  # position and cue, five frames
+    assert result.final_eval.success_rate >= 0.9
+    assert result.final_eval.success_rate >= trained("bc", MEMORY)[1] + 0.25

@@ -81,8 +81,16 @@ def test_trunks_by_config_and_their_widths():
     trunk = make_trunk(encoder, config)
     features = trunk(encoder({"rgb": torch.zeros(3, 12, 12, 3, dtype=torch.uint8), "q": torch.ones(3, 5)}))
     assert features.shape == (3, 64 + 5)
-    with pytest.raises(ValueError, match="frame_stack > 1 needs image observations"):
-        make_encoder(gym.spaces.Box(-1, 1, (4,), np.float32), EncoderConfig(frame_stack=4))
+    stacked = make_encoder(gym.spaces.Box(-1, 1, (4,), np.float32), EncoderConfig(frame_stack=3))  # robomimic's low-dim stacks
+    stacked.set_statistics(np.arange(4.0), np.full(4, 2.0))
+    frames = torch.arange(24.0).reshape(2, 3, 4)
+    assert stacked.out_dim == 12 and stacked.stacked_keys is None
+    assert torch.equal(stacked(frames), ((frames - torch.arange(4.0)) / 2.0).reshape(2, 12))  # each frame standardized
+    vector_dict = gym.spaces.Dict({"b": gym.spaces.Box(-1, 1, (2,)), "a": gym.spaces.Box(-1, 1, (1,))})
+    stacked_dict = make_encoder(vector_dict, EncoderConfig(frame_stack=2))
+    assert stacked_dict.stacked_keys == ["a", "b"] and stacked_dict.out_dim == 6
+    out = stacked_dict({"a": torch.tensor([[[1.0], [2.0]]]), "b": torch.tensor([[[3.0, 4.0], [5.0, 6.0]]])})
+    assert out.tolist() == [[1.0, 3.0, 4.0, 2.0, 5.0, 6.0]]  # frame by frame, keys in sorted order
     flat = make_encoder(dict_space, EncoderConfig(encoder="mlp"))  # every key flattened, images included
     assert isinstance(flat, FlatEncoder) and flat.out_dim == 12 * 12 * 3 + 5
     with pytest.raises(ValueError, match="frame_stack > 1 needs a CNN encoder, not encoder=mlp"):
