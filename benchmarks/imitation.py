@@ -2,11 +2,12 @@
 
     python benchmarks/imitation.py                       # about 15 minutes on 2 CPU cores
     python benchmarks/imitation.py --demos 20,100 --seeds 3 --steps 3000 --episodes 50
+    python benchmarks/imitation.py --algos iris --tasks offrl/ObstacleReach-v0,offrl/CueMemory-v0
 
 Tasks (``offrl.zoo.tasks``): ``offrl/ObstacleReach-v0`` (demonstrations pass an obstacle on the left or the right
 at random: bimodal), ``offrl/CueMemory-v0`` (the goal is cued on the first step only: the policy needs memory) and
 ``offrl/ObstacleReach-Image-v0`` (the first task from a rendered 32x32 camera image plus the position, robomimic's
-spatial-softmax encoder; fewer algorithms, it is slower). Demonstrations: the scripted demonstrator with Gaussian
+spatial-softmax encoder; fewer algorithms, it is slower: about 9 minutes per run on 2 CPU cores). Demonstrations: the scripted demonstrator with Gaussian
 action noise 0.1, recorded and read back through robomimic's HDF5 layout. Every algorithm trains ``--steps``
 gradient steps with the small-network settings of tests/algos/test_imitation.py (the same for every demo count),
 then ``--episodes`` rollouts score its success rate. Mean over seeds [min, max]. The table is appended to
@@ -28,7 +29,7 @@ from common import RESULTS_DIR, markdown_table, record  # noqa: E402
 
 RESULTS = RESULTS_DIR / "imitation.md"
 TITLE = "Imitation benchmark results\n\nRecorded by `python benchmarks/imitation.py`"
-LOW_DIM = ["bc", "bc_gaussian", "bc_gmm", "bc_vae", "bc_rnn", "bc_rnn_gmm", "bc_transformer", "hbc"]
+LOW_DIM = ["bc", "bc_gaussian", "bc_gmm", "bc_vae", "bc_rnn", "bc_rnn_gmm", "bc_transformer", "hbc", "iris"]
 TASKS = {
     "offrl/ObstacleReach-v0": LOW_DIM,
     "offrl/CueMemory-v0": LOW_DIM,
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--episodes", type=int, default=50, help="rollouts per trained policy")
     parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--algos", default=None, help="only these algorithms, comma-separated (default: each task's list)")
     args = parser.parse_args()
 
     import torch
@@ -75,7 +77,7 @@ def main() -> None:
             save_dataset(data, path, format="robomimic")
             dataset = load_dataset(path)
             cells = []
-            for name in TASKS[task]:
+            for name in [a for a in TASKS[task] if args.algos is None or a in args.algos.split(",")]:
                 registered, overrides = settings(name)
                 if "Image" in task:
                     overrides = {**overrides, **IMAGE}
@@ -90,14 +92,14 @@ def main() -> None:
                     print(f"{task} {demos} demos {name} seed {seed}: {rates[-1]:.0f}%", flush=True)
                 cells.append(f"{statistics.mean(rates):.0f} [{min(rates):.0f}, {max(rates):.0f}]")
             rows.append([task, str(demos), f"{len(dataset):,}", *cells])
-    algos = LOW_DIM
+    algos = [a for a in LOW_DIM if args.algos is None or a in args.algos.split(",")]
     table_rows = []
     for row in rows:  # the image task has fewer columns
-        task_algos = TASKS[row[0]]
-        table_rows.append(row[:3] + [row[3 + task_algos.index(a)] if a in task_algos else "—" for a in algos])
+        ran = [a for a in TASKS[row[0]] if a in algos]
+        table_rows.append(row[:3] + [row[3 + ran.index(a)] if a in ran else "—" for a in algos])
     body = (
         f"Success rate (%) over {args.episodes} rollouts, mean over {args.seeds} seeds [min, max]; {args.steps:,} gradient "
-        f"steps each; demonstrations with action noise 0.1 through robomimic's HDF5 layout; small-network settings of "
+        f"steps each (`--algos {args.algos or 'all'} --tasks {args.tasks}`); demonstrations with action noise 0.1 through robomimic's HDF5 layout; small-network settings of "
         f"tests/algos/test_imitation.py (bc_gaussian: `bc` with `policy=gaussian`; image task: `encoder=spatial_softmax`, "
         f"64 features). Total time {(time.time() - started) / 60:.0f} min.\n\n"
         + markdown_table(["task", "demos", "transitions", *algos], table_rows)
