@@ -88,6 +88,8 @@ def main() -> None:
                         algo, dataset, env=task, steps=args.steps, eval_every=0, eval_episodes=args.episodes, seed=seed,
                         run_dir=work / f"{path.stem}-{name}-{seed}", progress=False, tensorboard=False,
                     )
+                    if result.final_eval is None:  # interrupted (Ctrl-C, a time limit): the table would be incomplete
+                        raise SystemExit(f"stopped during {task} {name} seed {seed}: no table recorded; the lines above are the runs that finished")
                     rates.append(100 * result.final_eval.success_rate)
                     print(f"{task} {demos} demos {name} seed {seed}: {rates[-1]:.0f}%", flush=True)
                 cells.append(f"{statistics.mean(rates):.0f} [{min(rates):.0f}, {max(rates):.0f}]")
