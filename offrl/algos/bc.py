@@ -82,6 +82,31 @@ def make_policy(config: BCConfig, in_dim: int, action_dim: int) -> torch.nn.Modu
     return DeterministicPolicy(in_dim, action_dim, config.hidden_dims, **options)
 
 
+def policy_actions(config, policy: torch.nn.Module, features: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    """Normalized actions of a ``make_policy`` policy (``config.policy`` says which), also on the features of
+    BC-RNN's and BC-Transformer's sequence models."""
+    if config.policy == "vae":  # the prior's mean, or a draw from it
+        latent = torch.zeros(features.shape[0], policy.latent_dim, device=features.device)
+        return policy.decode(features, latent if deterministic else torch.randn_like(latent))
+    if config.policy == "deterministic":
+        return policy(features)
+    return policy.deterministic(features) if deterministic else policy.sample(features)
+
+
+def masked_imitation_loss(
+    config, policy: torch.nn.Module, features: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, dict]:
+    """The sequence models' loss: the per-step negative log-likelihood (Gaussian or GMM) or MSE of ``[B, T]``
+    windows, averaged over the real (``mask``) steps."""
+    if config.policy in ("gaussian", "gmm"):
+        per_step, name = -policy.log_prob(features, actions), "nll_loss"
+    else:
+        per_step, name = (policy(features) - actions).pow(2).mean(-1), "bc_loss"
+    weights = mask.float()
+    loss = (per_step * weights).sum() / weights.sum()
+    return loss, {name: loss.detach()}
+
+
 @register("bc", paper="Pomerleau 1991, behaviour cloning")
 class BC(Algorithm):
     Config = BCConfig
@@ -109,15 +134,7 @@ class BC(Algorithm):
 
     @torch.no_grad()
     def act(self, observations, deterministic: bool = True) -> torch.Tensor:
-        features = self.encoder(observations)
-        policy = self.config.policy
-        if policy == "vae":  # the prior's mean, or a draw from it
-            latent = torch.zeros(features.shape[0], self.actor.latent_dim, device=features.device)
-            actions = self.actor.decode(features, latent if deterministic else torch.randn_like(latent))
-        elif policy == "deterministic":
-            actions = self.actor(features)
-        else:
-            actions = self.actor.deterministic(features) if deterministic else self.actor.sample(features)
+        actions = policy_actions(self.config, self.actor, self.encoder(observations), deterministic)
         return self.action_scaler.denormalize(actions)
 
 

@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from offrl.algos.base import Algorithm
+from offrl.algos.bc import make_policy, masked_imitation_loss, policy_actions
 from offrl.algos.common import adam, evaluating, step
 from offrl.algos.registry import register
 from offrl.data.sequences import SequenceBatch, SequenceSpec
 from offrl.nn.encoders import EncoderConfig, encode_sequence, make_trunk
-from offrl.nn.heads import DeterministicPolicy, GMMPolicy
 from offrl.rollout import RolloutPolicy, to_tensor
 
 RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -66,32 +66,16 @@ class RecurrentActor(nn.Module):
         self.config = config
         cell = nn.LSTM if config.rnn_type == "lstm" else nn.GRU
         self.rnn = cell(in_dim, config.rnn_hidden_dim, config.rnn_num_layers, batch_first=True)
-        options = {"activation_name": config.activation}
-        if config.policy == "gmm":
-            self.head = GMMPolicy(
-                config.rnn_hidden_dim, action_dim, config.hidden_dims, num_modes=config.num_modes, min_std=config.min_std, **options
-            )
-        else:
-            self.head = DeterministicPolicy(config.rnn_hidden_dim, action_dim, config.hidden_dims, **options)
+        self.head = make_policy(config, config.rnn_hidden_dim, action_dim)
 
     def sequence_loss(self, features: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Mean per-step loss over the real steps of windows ``[B, T, F]`` run from the zero state."""
-        hidden, _ = self.rnn(features)
-        if self.config.policy == "gmm":
-            per_step, name = -self.head.log_prob(hidden, actions), "nll_loss"
-        else:
-            per_step, name = (self.head(hidden) - actions).pow(2).mean(-1), "bc_loss"
-        weights = mask.float()
-        loss = (per_step * weights).sum() / weights.sum()
-        return loss, {name: loss.detach()}
+        return masked_imitation_loss(self.config, self.head, self.rnn(features)[0], actions, mask)
 
     def step(self, features: torch.Tensor, state: RecurrentState | None, deterministic: bool) -> tuple[torch.Tensor, RecurrentState]:
         """Normalized actions for one step of features ``[N, F]`` and the next recurrent state."""
         hidden, state = self.rnn(features.unsqueeze(1), state)
-        hidden = hidden[:, 0]
-        if self.config.policy == "gmm":
-            return (self.head.deterministic(hidden) if deterministic else self.head.sample(hidden)), state
-        return self.head(hidden), state
+        return policy_actions(self.config, self.head, hidden[:, 0], deterministic), state
 
     def zero_state(self, count: int, device: torch.device) -> RecurrentState:
         hidden = torch.zeros((self.config.rnn_num_layers, count, self.config.rnn_hidden_dim), device=device)

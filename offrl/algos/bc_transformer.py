@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from offrl.algos.base import Algorithm
+from offrl.algos.bc import make_policy, masked_imitation_loss, policy_actions
 from offrl.algos.common import evaluating, step
 from offrl.algos.registry import register
 from offrl.data.sequences import SequenceBatch
 from offrl.nn.encoders import EncoderConfig, encode_sequence, make_trunk
-from offrl.nn.heads import DeterministicPolicy, GMMPolicy
 from offrl.nn.layers import causal_attention_bias
 from offrl.rollout import RolloutPolicy, to_tensor
 
@@ -83,13 +83,7 @@ class BCTransformer(Algorithm):
             raise ValueError(f"{self.name} takes one frame per step (its context is the history): use frame_stack=1")
         self.trunk = make_trunk(self.encoder, config)
         self.model = CausalTransformer(self.trunk.out_dim, config)
-        options = {"activation_name": config.activation}
-        if config.policy == "gmm":
-            self.actor = GMMPolicy(
-                config.embed_dim, self.action_dim, config.hidden_dims, num_modes=config.num_modes, min_std=config.min_std, **options
-            )
-        else:
-            self.actor = DeterministicPolicy(config.embed_dim, self.action_dim, config.hidden_dims, **options)
+        self.actor = make_policy(config, config.embed_dim, self.action_dim)
         parameters = [*self.trunk.parameters(), *self.model.parameters(), *self.actor.parameters()]
         self.optimizers = {"policy": torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)}
 
@@ -97,15 +91,8 @@ class BCTransformer(Algorithm):
         hidden = self.model(encode_sequence(self.encoder, self.trunk, batch.observations), batch.mask)
         actions = self.action_scaler.normalize(batch.actions)
         if not self.config.supervise_all_steps:  # the last position is always a real step (left padding)
-            hidden, actions, weights = hidden[:, -1:], actions[:, -1:], batch.mask[:, -1:].float()
-        else:
-            weights = batch.mask.float()
-        if self.config.policy == "gmm":
-            per_step, name = -self.actor.log_prob(hidden, actions), "nll_loss"
-        else:
-            per_step, name = (self.actor(hidden) - actions).pow(2).mean(-1), "bc_loss"
-        loss = (per_step * weights).sum() / weights.sum()
-        return loss, {name: loss.detach()}
+            return masked_imitation_loss(self.config, self.actor, hidden[:, -1:], actions[:, -1:], batch.mask[:, -1:])
+        return masked_imitation_loss(self.config, self.actor, hidden, actions, batch.mask)
 
     def update(self, batch: SequenceBatch) -> dict[str, torch.Tensor]:
         loss, metrics = self.loss(batch)
@@ -116,11 +103,7 @@ class BCTransformer(Algorithm):
     def context_actions(self, features: torch.Tensor, mask: torch.Tensor, deterministic: bool) -> torch.Tensor:
         """Environment actions for the last step of each context of encoded steps ``[B, K, F]``."""
         with evaluating(self):
-            hidden = self.model(features, mask)[:, -1]
-            if self.config.policy == "gmm":
-                actions = self.actor.deterministic(hidden) if deterministic else self.actor.sample(hidden)
-            else:
-                actions = self.actor(hidden)
+            actions = policy_actions(self.config, self.actor, self.model(features, mask)[:, -1], deterministic)
         return self.action_scaler.denormalize(actions)
 
     def encode_step(self, observations: Any) -> torch.Tensor:
