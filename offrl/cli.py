@@ -796,8 +796,6 @@ def _parse_numbers(text: str, flag: str) -> list[int]:
 
 
 def cmd_datasets_collect(args: DatasetsCollectArgs, argv: Sequence[str]) -> int:
-    import numpy as np
-
     from offrl.data.collect import collect, controller_policy
     from offrl.data.formats import save_dataset
 
@@ -819,11 +817,11 @@ def cmd_datasets_collect(args: DatasetsCollectArgs, argv: Sequence[str]) -> int:
         metadata={"policy": args.policy},
     )
     if args.valid_fraction:
-        if not 0.0 < args.valid_fraction < 1.0:
-            raise OffrlError(f"--valid-fraction must be in (0, 1), got {args.valid_fraction}")
-        order = np.random.default_rng(args.seed).permutation(dataset.num_episodes)
-        cut = min(max(1, round(args.valid_fraction * dataset.num_episodes)), dataset.num_episodes - 1)
-        dataset.metadata["filter_keys"] = {"train": sorted(order[cut:].tolist()), "valid": sorted(order[:cut].tolist())}
+        try:
+            valid, train = dataset.split_episodes(args.valid_fraction, seed=args.seed)  # as Dataset.split holds out
+        except ValueError as error:
+            raise OffrlError(f"--valid-fraction {args.valid_fraction}: {error}") from None
+        dataset.metadata["filter_keys"] = {"train": train.tolist(), "valid": valid.tolist()}
     fmt = args.format or ("npz" if out.suffix.lower() == ".npz" else "d4rl")
     save_dataset(dataset, out, format=fmt, overwrite=args.force)
     returns = dataset.episode_returns()

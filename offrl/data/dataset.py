@@ -259,13 +259,18 @@ class Dataset:
 
     def split(self, fraction: float, *, seed: int = 0) -> tuple[Dataset, Dataset]:
         """Shuffle episodes and split them: ``fraction`` of the episodes in the first dataset."""
+        first, second = self.split_episodes(fraction, seed=seed)
+        return self.subset(first), self.subset(second)
+
+    def split_episodes(self, fraction: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The episode indices of ``split``: a shuffled ``fraction`` of them (at least one), and the rest (at least one)."""
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {fraction}")
         if self.num_episodes < 2:
             raise ValueError(f"{self.source}: cannot split a dataset of one episode by episode")
         order = np.random.default_rng(seed).permutation(self.num_episodes)
         cut = min(max(1, round(fraction * self.num_episodes)), self.num_episodes - 1)
-        return self.subset(np.sort(order[:cut])), self.subset(np.sort(order[cut:]))
+        return np.sort(order[:cut]), np.sort(order[cut:])
 
     def take(self, rows: np.ndarray | slice) -> Dataset:
         """Rows by index. Keeps episode boundaries intact only when whole episodes are taken."""
