@@ -38,6 +38,8 @@ class Algorithm(nn.Module):
         self.config = config
         self.observation_space = observation_space
         self.action_space = action_space
+        if self.batch_kind == "sequences" and getattr(config, "frame_stack", 1) > 1:
+            raise ValueError(f"{self.name} takes one frame per step (its window of steps is the history): use frame_stack=1")
         try:
             self.encoder = make_encoder(observation_space, config)
             if self.shared_trunk:

@@ -95,8 +95,6 @@ class BCRNN(Algorithm):
 
     def __init__(self, observation_space, action_space, config: BCRNNConfig) -> None:
         super().__init__(observation_space, action_space, config)
-        if config.frame_stack > 1:
-            raise ValueError(f"{self.name} takes one frame per step (its recurrent state is the history): use frame_stack=1")
         if config.seq_length < 1 or (config.horizon is not None and config.horizon < 1):
             raise ValueError(f"{self.name}: seq_length and horizon must be positive")
         self.trunk = make_trunk(self.encoder, config)  # a CNN per image key, nothing for vectors

@@ -79,8 +79,6 @@ class BCTransformer(Algorithm):
 
     def __init__(self, observation_space, action_space, config: BCTransformerConfig) -> None:
         super().__init__(observation_space, action_space, config)
-        if config.frame_stack > 1:
-            raise ValueError(f"{self.name} takes one frame per step (its context is the history): use frame_stack=1")
         self.trunk = make_trunk(self.encoder, config)
         self.model = CausalTransformer(self.trunk.out_dim, config)
         self.actor = make_policy(config, config.embed_dim, self.action_dim)

@@ -99,8 +99,6 @@ class DecisionTransformer(Algorithm):
         self.discrete = self.action_type == "discrete"
         if self.discrete:
             self.action_dim = int(action_space.n)  # one-hot width
-        if config.frame_stack > 1:
-            raise ValueError(f"{self.name} takes one frame per step (its context is the history): use frame_stack=1")
         self.trunk = make_trunk(self.encoder, config)  # a CNN for image states, nothing for vectors
         self.model = DecisionTransformerModel(self.trunk.out_dim, self.action_dim, config, discrete=self.discrete)
         self.register_buffer("target_return", torch.tensor(float(config.target_return or 0.0)))

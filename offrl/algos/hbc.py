@@ -32,6 +32,7 @@ from offrl.algos.common import adam, evaluating, step
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.data.sequences import SequenceBatch, SequenceSpec
+from offrl.data.tree import tree_map
 from offrl.nn.encoders import DictEncoder, EncoderConfig, FlatEncoder, encode_sequence, make_trunk
 from offrl.nn.vae import ConditionalVAE, vae_loss
 from offrl.rollout import RolloutPolicy, to_tensor
@@ -68,8 +69,8 @@ class HBC(Algorithm):
 
     def __init__(self, observation_space, action_space, config: HBCConfig) -> None:
         super().__init__(observation_space, action_space, config)
-        if config.frame_stack > 1 or config.subgoal_horizon < 1:
-            raise ValueError(f"{self.name}: use frame_stack=1 and a positive subgoal_horizon")
+        if config.subgoal_horizon < 1:
+            raise ValueError(f"{self.name}: subgoal_horizon must be positive")
         self.subgoal_columns = subgoal_columns(self.encoder, config.subgoal_keys)
         subgoal_dim = len(self.subgoal_columns)
         self.planner_trunk = make_trunk(self.encoder, config)
@@ -97,7 +98,7 @@ class HBC(Algorithm):
     def losses(self, batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """The planner's ELBO on the windows' subgoals and the policy's imitation loss given them (no shared weights)."""
         observations = batch.observations
-        first = {k: v[:, 0] for k, v in observations.items()} if isinstance(observations, dict) else observations[:, 0]
+        first = tree_map(lambda column: column[:, 0], observations)
         target = self.subgoals(batch.future_observations)
         planner_loss, planner_metrics = vae_loss(
             self.planner, self.planner_trunk(self.encoder(first)), target, self.config.planner_kl_weight

@@ -143,3 +143,10 @@ def test_checkpoint_of_another_algorithm_is_refused(name, tmp_path):
     other = next(n for n in ALGOS if n != name)
     with pytest.raises(CheckpointError, match=f"written by '{name}', not '{other}'"):
         load_algo(tmp_path, algo=other)
+
+
+@pytest.mark.parametrize("name", [cls.name for cls in list_algos() if cls.batch_kind == "sequences"])
+def test_sequence_models_take_one_frame_per_step(name):
+    ds = dataset_for(name)
+    with pytest.raises(ValueError, match=f"{name} takes one frame per step"):
+        make_algo(name, ds.observation_space, ds.action_space, frame_stack=2)
