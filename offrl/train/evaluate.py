@@ -70,20 +70,15 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
 def make_vector_env(env_id: str, num_envs: int, *, goal_keys: Sequence[str] = (), render_first: bool = False) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``env_id``; with ``goal_keys``, each adds the task's goal as ``goal_<key>`` observations;
     with ``render_first``, the first renders RGB frames (for rollout videos)."""
-    probe = make_env(env_id)  # a clear error for an unknown id, before the vector env hides it
-    if goal_keys:
-        from offrl.data.goals import GoalObservation
+    from offrl.data.goals import GoalObservation
 
-        GoalObservation(probe, goal_keys)  # a clear error for a task without goals
-    probe.close()
+    def wrap(env: gym.Env) -> gym.Env:
+        return GoalObservation(env, goal_keys) if goal_keys else env
+
+    wrap(make_env(env_id)).close()  # clear errors (an unknown id, a task without goals) before the vector env hides them
 
     def make(render: bool) -> gym.Env:
-        env = gym.make(env_id, render_mode="rgb_array") if render else gym.make(env_id)
-        if goal_keys:
-            from offrl.data.goals import GoalObservation
-
-            env = GoalObservation(env, goal_keys)
-        return env
+        return wrap(gym.make(env_id, render_mode="rgb_array") if render else gym.make(env_id))
 
     makers = [functools.partial(make, render_first and slot == 0) for slot in range(num_envs)]
     return gym.vector.SyncVectorEnv(makers, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
