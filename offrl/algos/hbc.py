@@ -131,13 +131,17 @@ class HBC(Algorithm):
             features = self.planner_trunk(self.encoder(observations))
             if not deterministic:
                 return self.planner.decode(features, torch.randn(features.shape[0], self.planner.latent_dim, device=features.device))
-            count, draws = features.shape[0], self.planning_latents.shape[0]
-            decoded = self.planner.decode(features.repeat_interleave(draws, 0), self.planning_latents.repeat(count, 1))
-            decoded = decoded.reshape(count, draws, -1)
+            decoded = self.propose(features, self.planning_latents)
+            count = features.shape[0]
             distances = torch.cdist(decoded, decoded)  # [N, P, P]
             bandwidth = 0.25 * distances.flatten(1).median(dim=1).values.clamp(min=1e-6)[:, None, None]
             densest = torch.exp(-0.5 * (distances / bandwidth).pow(2)).sum(-1).argmax(-1)  # [N]
             return decoded[torch.arange(count, device=decoded.device), densest]
+
+    def propose(self, features: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """The subgoals the planner decodes for each of ``features`` ``[N, F]`` from every latent ``[P, L]``: ``[N, P, G]``."""
+        count, draws = features.shape[0], latents.shape[0]
+        return self.planner.decode(features.repeat_interleave(draws, 0), latents.repeat(count, 1)).reshape(count, draws, -1)
 
     def step_policy(self, observations: Any, subgoals: torch.Tensor, state: RecurrentState | None, deterministic: bool):
         """One step of every environment towards its subgoal: environment actions and the next recurrent state."""
@@ -251,8 +255,8 @@ class IRIS(HBC):
         highest value."""
         with evaluating(self):
             features = self.planner_trunk(self.encoder(observations))
-            count, proposals = features.shape[0], self.proposal_latents.shape[0]
             latents = self.proposal_latents if deterministic else torch.randn_like(self.proposal_latents)
-            decoded = self.planner.decode(features.repeat_interleave(proposals, 0), latents.repeat(count, 1))
-            values = self.value.best_proposal(decoded, deterministic=True)[1].reshape(count, proposals)
-            return decoded.reshape(count, proposals, -1)[torch.arange(count, device=decoded.device), values.argmax(-1)]
+            decoded = self.propose(features, latents)  # [N, P, G]
+            count, proposals = decoded.shape[:2]
+            values = self.value.best_proposal(decoded.flatten(0, 1), deterministic=True)[1].reshape(count, proposals)
+            return decoded[torch.arange(count, device=decoded.device), values.argmax(-1)]
