@@ -117,6 +117,86 @@ class TrainArgs:
 
 
 @dataclasses.dataclass
+class SearchArgs:
+    """Evolutionary search: a population of agents trained, judged, selected and mutated (AgileRL's HPO)."""
+
+    algo: str | None = None
+    """Registered algorithm every member runs."""
+    dataset: str | None = None
+    """Dataset the members train on (any format `offrl train` reads, or a zoo name)."""
+    env: str | None = None
+    """Environment judging the members by mean return; without it, fitness is minus the imitation loss on
+    held-out episodes (imitation algorithms: --validation-key, else --validation-fraction of the episodes)."""
+    population: int = 8
+    """Members."""
+    evo_steps: int = 10_000
+    """Gradient steps of every member between two selections."""
+    max_steps: int = 300_000
+    """Gradient steps of each member's lineage when the search ends (with --resume: the new limit)."""
+    target: float | None = None
+    """Stop once the best fitness reaches this."""
+    space: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """Search space entry NAME=LOW:HIGH[:log|:int] or NAME=A,B,C over a config field (lr: every learning rate);
+    repeatable. Default: each learning rate 10x either way (log), batch size /4..x4, and the paper's knobs."""
+    set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """Base hyperparameter key=value every member starts from; repeatable."""
+    initial: Literal["default", "sample"] = "default"
+    """Initial members: all with the base hyperparameters (AgileRL), or drawn from the space (member 0 keeps the base)."""
+    run_dir: str = "runs/search"
+    """Where the lineage, plot, generation checkpoints and the elite's run directory (RUN_DIR/elite) go."""
+    resume: str | None = None
+    """A search directory to continue from its last generation checkpoint."""
+    backend: Literal["local", "ray"] = "local"
+    """Train members in this process (matching members batched) or as Ray actors (needs offrl[ray])."""
+    address: str | None = None
+    """Ray cluster address (auto: a running cluster); default: a local Ray instance."""
+    cpus_per_member: float | None = None
+    """Ray CPUs of each member's actor (default: the cluster's CPUs shared by the members, at most 1)."""
+    batch_members: bool = True
+    """In process, train members that match up to learning rates as one batched model."""
+    tournament_size: int = 2
+    """Members drawn for each tournament."""
+    elitism: bool = True
+    """Keep the best member unchanged in the next generation."""
+    eval_loop: int = 1
+    """Fitness is the mean of the lineage's last this many judgements."""
+    eval_episodes: int = 10
+    """Episodes per judgement with --env."""
+    eval_envs: int = 10
+    """Environments stepped together while judging."""
+    validation_key: str | None = None
+    """Held-out demonstrations for a data-only fitness (a robomimic filter key)."""
+    filter_key: str | None = None
+    """Train only on the demonstrations of this filter key."""
+    validation_fraction: float = 0.1
+    """Without --env or --validation-key: this fraction of the episodes is held out to judge on."""
+    validation_batches: int = 10
+    """Batches of held-out data per judgement."""
+    no_mutation: float = 0.4
+    """Probability of no mutation."""
+    arch_mutation: float = 0.2
+    """Probability of an architecture mutation (hidden_dims: a layer or nodes added or removed)."""
+    new_layer_prob: float = 0.2
+    """Of an architecture mutation: probability it changes layers rather than nodes."""
+    param_mutation: float = 0.2
+    """Probability of parameter noise on the actor."""
+    act_mutation: float = 0.0
+    """Probability of an activation change."""
+    rl_hp_mutation: float = 0.2
+    """Probability of a hyperparameter mutation within the space."""
+    mutation_sd: float = 0.1
+    """Relative standard deviation of parameter noise."""
+    seed: int = 0
+    """Seed of initial weights, selection, mutations and judging episodes."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Training device."""
+    progress: bool = True
+    """Print a line per generation."""
+    imports: Annotated[tuple[str, ...], tyro.conf.arg(name="import"), tyro.conf.UseAppendAction] = ()
+    """Python module or file to import first (registers custom algorithms); repeatable."""
+
+
+@dataclasses.dataclass
 class EvalArgs:
     """Evaluate a run's policy in an environment."""
 
@@ -650,6 +730,76 @@ def _offline_ratio(text: str | None) -> float | None | str:
     return value
 
 
+def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
+    from offrl.data.formats import load_dataset
+    from offrl.hpo import HyperparameterSpace, Mutations, Population, TournamentSelection, train_population
+    from offrl.hpo.search import read_search
+    from offrl.plugins import import_plugin
+    from offrl.train.run import resolve_device
+
+    given = _given_flags(argv) & {field.name for field in dataclasses.fields(SearchArgs)}
+    if args.resume:
+        changeable = {"resume", "max_steps", "target", "backend", "address", "cpus_per_member", "device", "progress", "batch_members"}
+        fixed = given - changeable
+        if fixed:
+            flags = ", ".join("--" + c.replace("_", "-") for c in sorted(fixed))
+            raise OffrlError(f"--resume continues a search as it was configured: drop {flags}")
+        saved = read_search(args.resume)
+        cli = saved.get("cli", {})
+        values = {**cli, **{name: getattr(args, name) for name in given if name != "resume"}}
+        values["run_dir"] = args.resume
+        if "max_steps" not in given:
+            values["max_steps"] = saved["max_steps"]
+        if "target" not in given:
+            values["target"] = saved["target"]
+        if "backend" not in given:
+            values["backend"] = saved["backend"]
+        args = dataclasses.replace(args, **{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(SearchArgs)}})
+        args.space, args.set, args.imports = tuple(args.space), tuple(args.set), tuple(args.imports)
+    for module in args.imports:
+        import_plugin(module)
+    if not args.algo or not args.dataset:
+        raise OffrlError("offrl search needs --algo and --dataset (or --resume RUN_DIR); see offrl search --help")
+    from offrl.algos.registry import get_algo_class
+    from offrl.config import make_config, parse_assignments
+
+    config = make_config(get_algo_class(args.algo).Config, parse_assignments(args.set), source="--set")
+    dataset, validation = _split_by_filter_keys(load_dataset(args.dataset), filter_key=args.filter_key, validation_key=args.validation_key)
+    space = HyperparameterSpace.parse(args.space) if args.space else None
+    population = Population(
+        args.algo, dataset, size=args.population, env=args.env, config=config, space=space, validation=validation,
+        validation_fraction=args.validation_fraction, initial=args.initial, eval_episodes=args.eval_episodes,
+        eval_envs=args.eval_envs, validation_batches=args.validation_batches, seed=args.seed,
+        device=str(resolve_device(args.device)),
+    )
+    mutations = Mutations(
+        no_mutation=args.no_mutation, architecture=args.arch_mutation, new_layer_prob=args.new_layer_prob,
+        parameters=args.param_mutation, activation=args.act_mutation, rl_hp=args.rl_hp_mutation, mutation_sd=args.mutation_sd,
+    )
+    record = {name: getattr(args, name) for name in (
+        "algo", "dataset", "env", "population", "evo_steps", "space", "set", "initial", "tournament_size", "elitism", "eval_loop",
+        "eval_episodes", "eval_envs", "validation_key", "filter_key", "validation_fraction", "validation_batches", "no_mutation",
+        "arch_mutation", "new_layer_prob", "param_mutation", "act_mutation", "rl_hp_mutation", "mutation_sd", "seed", "imports",
+    )}
+    try:
+        result = train_population(
+            population, evo_steps=args.evo_steps, max_steps=args.max_steps, target=args.target, eval_loop=args.eval_loop,
+            tournament=TournamentSelection(args.tournament_size, args.elitism), mutations=mutations, run_dir=args.run_dir,
+            resume=bool(args.resume), backend=args.backend, address=args.address, cpus_per_member=args.cpus_per_member,
+            batched=args.batch_members, progress=args.progress,
+            run_info={"cli": {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}},
+        )
+    except KeyboardInterrupt:
+        print(f"interrupted: the last complete generation is kept; continue with: offrl search --resume {args.run_dir}")
+        return 130
+    state = "reached the target" if result.reached_target else f"reached {result.elite.steps} steps per member"
+    print(
+        f"search {state} after {result.generations} generation(s): best fitness {result.best_fitness:.4g} "
+        f"(member {result.elite.id}); elite run: {result.elite_dir} (offrl eval {result.elite_dir}); lineage: {result.lineage}"
+    )
+    return 0
+
+
 def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     from offrl.train.checkpoint import load_algo, read_checkpoint
     from offrl.train.evaluate import check_env_compatible, evaluate, make_vector_env
@@ -891,6 +1041,7 @@ def cmd_demo(args: DemoArgs, argv: Sequence[str]) -> int:
 COMMANDS: dict[str, tuple[type, Callable[..., int]]] = {
     "train": (TrainArgs, cmd_train),
     "eval": (EvalArgs, cmd_eval),
+    "search": (SearchArgs, cmd_search),
     "datasets info": (DatasetsInfoArgs, cmd_datasets_info),
     "datasets convert": (DatasetsConvertArgs, cmd_datasets_convert),
     "datasets convert-dqn-replay": (DatasetsConvertDqnReplayArgs, cmd_datasets_convert_dqn_replay),

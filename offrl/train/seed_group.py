@@ -84,7 +84,16 @@ class StackedModel:
                     _set_buffer(algo, name, stacked[index])
                 self.buffers[name] = self._by_id[id(base.get_buffer(name))] = stacked
         self.optimizers: dict[int, tuple[torch.optim.Optimizer, torch.optim.Optimizer, str]] = {}
+        # Members of an evolving population may differ in learning rate: each one's rate relative to the
+        # first's (1 for the seeds of one configuration), kept through schedules that scale them alike.
+        self.lr_ratios: dict[str, list[float] | None] = {}
+        self._ratio_tensors: dict[str, torch.Tensor] = {}
         for key, optimizer in base.optimizers.items():
+            base_lr = optimizer.param_groups[0]["lr"]
+            ratios = [algo.optimizers[key].param_groups[0]["lr"] / base_lr if base_lr else 1.0 for algo in algos]
+            self.lr_ratios[key] = None if all(r == 1.0 for r in ratios) else ratios
+            if self.lr_ratios[key] is not None:
+                self._ratio_tensors[key] = torch.tensor(ratios, device=base.device)
             if len(optimizer.param_groups) != 1:
                 raise ValueError(f"{base.name}: optimizer {key!r} has several parameter groups; a seed group needs one")
             group = optimizer.param_groups[0]
@@ -131,7 +140,16 @@ class StackedModel:
             for mine, theirs in zip(stacked.param_groups, seed_optimizer.param_groups):
                 mine["lr"] = theirs["lr"]
             fresh = len(stacked.state) < len(stacked.param_groups[0]["params"])
-            common.apply_gradients(stacked, losses.sum(), max_grad_norm, seed_axis=True)
+            if self.lr_ratios[key] is None:
+                common.apply_gradients(stacked, losses.sum(), max_grad_norm, seed_axis=True)
+            else:  # Adam's (and SGD's) step is linear in the learning rate: scale each member's step
+                ratios = self._ratio_tensors[key]
+                params = stacked.param_groups[0]["params"]
+                before = [p.detach().clone() for p in params]
+                common.apply_gradients(stacked, losses.sum(), max_grad_norm, seed_axis=True)
+                with torch.no_grad():
+                    for param, start in zip(params, before):
+                        param.copy_(start.lerp_(param, ratios.view(-1, *([1] * (param.dim() - 1)))))
             if fresh:
                 self._stack_optimizer_state(key, stacked)
 
@@ -156,11 +174,12 @@ class StackedModel:
         finally:
             common.stacked_update.model = None
             del base.forward
-        for algo in self.algos[1:]:  # what the update changed outside tensors, as each seed would have
+        for index, algo in enumerate(self.algos[1:], start=1):  # what the update changed outside tensors
             algo.num_updates = base.num_updates
             for key, optimizer in algo.optimizers.items():
+                ratio = 1.0 if self.lr_ratios[key] is None else self.lr_ratios[key][index]
                 for mine, theirs in zip(optimizer.param_groups, base.optimizers[key].param_groups):
-                    mine["lr"] = theirs["lr"]
+                    mine["lr"] = theirs["lr"] * ratio
         return [{key: value[index] for key, value in metrics.items()} for index in range(self.size)]
 
 

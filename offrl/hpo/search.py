@@ -1,0 +1,413 @@
+"""The evolutionary search: train every member ``evo_steps``, judge, select, mutate, repeat.
+
+Each generation:
+
+1. every member takes ``evo_steps`` gradient steps on the shared dataset
+   (members that match up to learning rates as one batched model, in process);
+2. each is judged: the mean return of greedy episodes in ``env`` (the same
+   episode seeds for all), or, with no simulator, minus its imitation loss on
+   held-out episodes; its fitness is the mean of its lineage's last
+   ``eval_loop`` judgements;
+3. the lineage table, its plot and the elite's run directory are written;
+4. the search stops once every lineage has ``max_steps`` gradient steps or the
+   best fitness reaches ``target``; otherwise tournament selection picks the
+   parents, every member but the elite is mutated, and the new generation is
+   checkpointed (``RUN_DIR/generations/gen_N``), ready to train.
+
+``resume=True`` continues from the newest complete generation checkpoint: a
+search stopped during generation N trains generation N again, with the same
+seeds, mutations and episodes as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import offrl
+from offrl.algos.registry import get_algo_class
+from offrl.config import config_to_dict, make_config
+from offrl.data.dataset import Dataset
+from offrl.errors import CheckpointError, ConfigError, OffrlError
+from offrl.hpo.backends import LocalBackend, RayBackend
+from offrl.hpo.mutation import Mutations
+from offrl.hpo.records import ELITE_DIR, LINEAGE, PLOT, plot_search, read_lineage, save_elite, write_lineage
+from offrl.hpo.selection import TournamentSelection
+from offrl.hpo.space import HyperparameterSpace, default_space
+from offrl.hpo.worker import FitnessSpec, algo_from_state, algo_state
+from offrl.io import write_json
+from offrl.train import checkpoint as ckpt
+
+SEARCH_FILE = "search.json"
+GENERATIONS = "generations"
+STATE_FILE = "state.json"
+
+
+@dataclasses.dataclass
+class Member:
+    """One place of the population in one generation."""
+
+    id: int
+    parent: int | None
+    mutation: str  # "initial", "elite", "none", or "<kind>: <detail>"
+    config: dict[str, Any]
+    fitness: list[float]  # the lineage's judgements, oldest first (inherited from the parent)
+    steps: int  # gradient steps of the lineage
+
+    def selection_fitness(self, eval_loop: int) -> float:
+        return float(np.mean(self.fitness[-eval_loop:])) if self.fitness else float("-inf")
+
+
+class Population:
+    """N members of one algorithm on one dataset, and how they are judged.
+
+    Args:
+        algo: registered algorithm name.
+        dataset: the shared training data (every member samples from the same arrays).
+        size: number of members.
+        env: Gymnasium id: fitness is the mean return of ``eval_episodes`` greedy episodes. Without it,
+            fitness is minus the imitation loss on held-out episodes (``validation``, else a
+            ``validation_fraction`` of the dataset's episodes held out from training).
+        config: the base hyperparameters (a Config instance or a dict of overrides of the defaults).
+        space: what ``rl_hp`` mutations (and ``initial="sample"``) move; default ``default_space``.
+        initial: ``"default"``: every member starts with ``config`` (different initial weights), as
+            AgileRL; ``"sample"``: member 0 with ``config``, the others drawn from ``space``.
+    """
+
+    def __init__(
+        self,
+        algo: str,
+        dataset: Dataset,
+        *,
+        size: int = 8,
+        env: str | None = None,
+        config: Any = None,
+        space: HyperparameterSpace | None = None,
+        validation: Dataset | None = None,
+        validation_fraction: float = 0.1,
+        initial: str = "default",
+        eval_episodes: int = 10,
+        eval_envs: int = 10,
+        validation_batches: int = 10,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        if size < 2:
+            raise ConfigError(f"a population needs at least 2 members, not {size}")
+        if initial not in ("default", "sample"):
+            raise ConfigError(f"initial must be 'default' or 'sample', not {initial!r}")
+        cls = get_algo_class(algo)
+        if cls.batch_kind == "sequences":
+            raise ConfigError(f"{algo} trains on episode windows: the search trains transition-based algorithms")
+        self.algo, self.size, self.env, self.initial, self.seed, self.device = algo, size, env, initial, seed, device
+        self.base_config = config if isinstance(config, cls.Config) else make_config(cls.Config, config or {}, source=f"{algo} config")
+        self.space = space if space is not None else default_space(algo, self.base_config)
+        self.space.check(cls.Config, algo)
+        if env is not None:
+            self.fitness = FitnessSpec("return", env=env, episodes=eval_episodes, envs=eval_envs)
+            self.dataset, self.validation = dataset, None
+        else:
+            if not callable(getattr(cls, "loss", None)):
+                raise ConfigError(
+                    f"without an environment fitness is a held-out imitation loss, and {algo} has none: "
+                    "give --env, or search an imitation algorithm (bc, discrete_bc, ...)"
+                )
+            self.fitness = FitnessSpec("validation", batches=validation_batches)
+            if validation is None:
+                try:
+                    train_part, validation = dataset.split(1.0 - validation_fraction, seed=seed)
+                except ValueError as error:
+                    raise OffrlError(f"{dataset.source}: cannot hold out validation episodes: {error}") from None
+                dataset = train_part
+            self.dataset, self.validation = dataset, validation
+        self.source, self.fingerprint = dataset.source, dataset.fingerprint()
+
+    def initial_configs(self, rng: random.Random) -> list[dict[str, Any]]:
+        configs = [config_to_dict(self.base_config)]
+        for _ in range(1, self.size):
+            config = self.space.sample(self.base_config, rng) if self.initial == "sample" else self.base_config
+            configs.append(config_to_dict(config))
+        return configs
+
+    def worker_options(self) -> dict[str, Any]:
+        return {
+            "algo_name": self.algo,
+            "observation_space": self.dataset.observation_space,
+            "action_space": self.dataset.action_space,
+            "dataset": self.dataset,
+            "validation": self.validation,
+            "fitness": self.fitness,
+            "device": str(self.device),
+        }
+
+    def description(self) -> dict[str, Any]:
+        return {
+            "algo": self.algo,
+            "size": self.size,
+            "env": self.env,
+            "initial": self.initial,
+            "seed": self.seed,
+            "base_config": config_to_dict(self.base_config),
+            "space": self.space.to_json(),
+            "fitness": dataclasses.asdict(self.fitness),
+            "dataset": {"source": self.source, "fingerprint": self.fingerprint, "transitions": len(self.dataset)},
+        }
+
+
+@dataclasses.dataclass
+class SearchResult:
+    run_dir: Path
+    generations: int  # generations trained and judged
+    best_fitness: float
+    elite: Member
+    elite_dir: Path
+    members: list[Member]
+    lineage: Path
+    plot: Path | None
+    reached_target: bool
+    train_seconds: float  # time spent in gradient steps (the rest: judging, selection, records)
+
+
+def train_population(
+    population: Population,
+    *,
+    evo_steps: int = 10_000,
+    max_steps: int = 300_000,
+    target: float | None = None,
+    eval_loop: int = 1,
+    tournament: TournamentSelection | None = None,
+    mutations: Mutations | None = None,
+    run_dir: str | Path = "runs/search",
+    resume: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_member: float | None = None,
+    batched: bool = True,
+    progress: bool = True,
+    run_info: dict[str, Any] | None = None,
+) -> SearchResult:
+    """Evolve ``population`` (see the module docstring); ``max_steps`` counts each lineage's gradient steps."""
+    if evo_steps < 1 or max_steps < evo_steps:
+        raise ConfigError(f"need 1 <= evo_steps <= max_steps (got evo_steps={evo_steps}, max_steps={max_steps})")
+    if eval_loop < 1:
+        raise ConfigError(f"eval_loop must be >= 1, not {eval_loop}")
+    tournament = tournament or TournamentSelection()
+    mutations = mutations or Mutations()
+    tournament.select([0.0] * population.size, random.Random(0))  # a tournament larger than the population fails now
+    run_dir = Path(run_dir)
+    settings = {
+        "offrl_version": offrl.__version__,
+        "population": population.description(),
+        "evo_steps": evo_steps,
+        "max_steps": max_steps,
+        "target": target,
+        "eval_loop": eval_loop,
+        "tournament": dataclasses.asdict(tournament),
+        "mutations": dataclasses.asdict(mutations),
+        "backend": backend,
+        **(run_info or {}),
+    }
+    if resume:
+        generation, members, rng, next_id = _read_generation(run_dir, population)
+        rows = [r for r in read_lineage(run_dir / LINEAGE) if int(r["generation"]) < generation]
+        write_json(run_dir / SEARCH_FILE, settings)  # a new max_steps, target or backend from now on
+    else:
+        if (run_dir / SEARCH_FILE).exists():
+            raise CheckpointError(f"{run_dir} already holds a search: resume it (offrl search --resume {run_dir}) or choose another --run-dir")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / SEARCH_FILE, settings)
+        rng = random.Random(population.seed)
+        members = [
+            Member(id=slot, parent=None, mutation="initial", config=config, fitness=[], steps=0)
+            for slot, config in enumerate(population.initial_configs(rng))
+        ]
+        generation, next_id, rows = 0, population.size, []
+
+    options = population.worker_options()
+    if backend == "local":
+        runner = LocalBackend(population.size, options, batched=batched)
+    elif backend == "ray":
+        runner = RayBackend(population.size, options, address=address, cpus_per_member=cpus_per_member)
+    else:
+        raise ConfigError(f"backend must be 'local' or 'ray', not {backend!r}")
+    config_class = get_algo_class(population.algo).Config
+    train_seconds = 0.0
+    try:
+        if resume:
+            for slot in range(population.size):
+                path = run_dir / GENERATIONS / _generation_name(generation) / f"member_{slot}"
+                runner.set_state(slot, algo_state(ckpt.load_algo(path, algo=population.algo, device=population.device)))
+        else:
+            for slot, member in enumerate(members):
+                runner.create(slot, member.config, seed=_seed(population.seed, 0, slot, 0), total_updates=max_steps)
+            _save_generation(run_dir, 0, members, rng, next_id, runner, population)
+        while True:
+            started = time.perf_counter()
+            runner.train(evo_steps, [_seed(population.seed, generation, slot, 1) for slot in range(population.size)])
+            train_seconds += time.perf_counter() - started
+            scores = runner.evaluate(seed=population.seed, generation=generation)
+            for member, score in zip(members, scores):
+                member.fitness.append(float(score))
+                member.steps += evo_steps
+            selection = [m.selection_fitness(eval_loop) for m in members]
+            best = max(range(population.size), key=lambda i: (_finite(selection[i]), -i))
+            rows += [_lineage_row(generation, m, population.space, config_class, slot == best, eval_loop) for slot, m in enumerate(members)]
+            write_lineage(run_dir / LINEAGE, rows)
+            plot = plot_search(run_dir / PLOT, rows, population.space.names, title=f"{population.algo} search")
+            elite_algo = algo_from_state(
+                population.algo, options["observation_space"], options["action_space"], runner.state(best), device=population.device
+            )
+            elite_dir = save_elite(run_dir, elite_algo, steps=members[best].steps, run_info=_elite_info(population, members[best], generation, selection[best]))
+            reached = target is not None and selection[best] >= target
+            if progress:
+                cohorts = getattr(runner, "last_cohorts", None)
+                batching = f", {len(cohorts)} batched group(s)" if cohorts and len(cohorts) < population.size else ""
+                print(
+                    f"generation {generation}: best {selection[best]:.4g} (member {members[best].id}), "
+                    f"mean {np.mean([_finite(s) for s in selection]):.4g}, steps {members[best].steps}/{max_steps}{batching}",
+                    flush=True,
+                )
+            if reached or members[best].steps >= max_steps:
+                return SearchResult(
+                    run_dir=run_dir, generations=generation + 1, best_fitness=selection[best], elite=members[best],
+                    elite_dir=elite_dir, members=members, lineage=run_dir / LINEAGE, plot=plot, reached_target=reached,
+                    train_seconds=train_seconds,
+                )
+            parents, elite = tournament.select(selection, rng)
+            runner.reproduce(parents)
+            children = []
+            for slot, parent in enumerate(parents):
+                source = members[parent]
+                label = "elite" if elite is not None and slot == 0 else "none"
+                children.append(Member(next_id, source.id, label, dict(source.config), list(source.fitness), source.steps))
+                next_id += 1
+            plans = {}
+            for slot, child in enumerate(children):
+                if child.mutation == "elite":
+                    continue
+                config = make_config(config_class, child.config, source="member config")
+                plan = mutations.draw(population.algo, config, population.space, rng)
+                child.mutation = plan.kind + (f": {plan.detail}" if plan.detail else "")
+                if plan.kind != "none":
+                    plans[slot] = plan
+            for slot, config in runner.mutate(plans).items():
+                children[slot].config = config
+            members = children
+            generation += 1
+            _save_generation(run_dir, generation, members, rng, next_id, runner, population)
+    finally:
+        runner.close()
+
+
+def _finite(value: float) -> float:
+    return value if np.isfinite(value) else -1e300
+
+
+def _seed(seed: int, generation: int, slot: int, purpose: int) -> int:
+    return int(np.random.SeedSequence([seed, generation, slot, purpose]).generate_state(1)[0] % (2**31 - 1))
+
+
+def _lineage_row(generation: int, member: Member, space: HyperparameterSpace, config_class: type, elite: bool, eval_loop: int) -> dict[str, Any]:
+    config = make_config(config_class, member.config, source="member config")
+    row = {
+        "generation": generation,
+        "member": member.id,
+        "parent": "" if member.parent is None else member.parent,
+        "mutation": member.mutation,
+        "fitness": member.fitness[-1],
+        "selection_fitness": member.selection_fitness(eval_loop),
+        "steps": member.steps,
+        "elite": int(elite),
+    }
+    row.update(space.values(config))
+    hidden = member.config.get("hidden_dims")
+    if hidden:
+        row.update({"hidden_dims": " ".join(str(h) for h in hidden), "hidden_layers": len(hidden), "hidden_units": sum(hidden)})
+    if "activation" in member.config:
+        row["activation"] = member.config["activation"]
+    return row
+
+
+def _elite_info(population: Population, member: Member, generation: int, fitness: float) -> dict[str, Any]:
+    return {
+        "offrl_version": offrl.__version__,
+        "env": population.env,
+        "dataset": {"source": population.source, "fingerprint": population.fingerprint, "transitions": len(population.dataset)},
+        "train": {"steps": member.steps, "seed": population.seed, "goal_keys": []},
+        "search": {"generation": generation, "member": member.id, "fitness": fitness, "fitness_kind": population.fitness.kind},
+    }
+
+
+def _generation_name(generation: int) -> str:
+    return f"gen_{generation:06d}"
+
+
+def _save_generation(run_dir: Path, generation: int, members: list[Member], rng: random.Random, next_id: int, runner, population: Population) -> None:
+    """Members (checkpoints) and search state of a generation ready to train, written to a temporary
+    directory renamed into place: a generation directory is complete or absent. The two newest are kept."""
+    root = run_dir / GENERATIONS
+    final = root / _generation_name(generation)
+    staging = root / (_generation_name(generation) + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    for slot in range(population.size):
+        algo = algo_from_state(
+            population.algo, population.dataset.observation_space, population.dataset.action_space, runner.state(slot), device="cpu"
+        )
+        ckpt.save_checkpoint(staging / f"member_{slot}", algo, step=members[slot].steps)
+    version, state, gauss = rng.getstate()
+    write_json(
+        staging / STATE_FILE,
+        {
+            "generation": generation,
+            "next_id": next_id,
+            "members": [dataclasses.asdict(m) for m in members],
+            "rng": [version, list(state), gauss],
+        },
+    )
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    for old in sorted(p for p in root.glob("gen_*") if p.is_dir() and not p.name.endswith(".tmp"))[:-2]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_generation(run_dir: Path, population: Population) -> tuple[int, list[Member], random.Random, int]:
+    root = run_dir / GENERATIONS
+    complete = sorted(p for p in root.glob("gen_*") if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_FILE).is_file())
+    if not complete:
+        raise CheckpointError(f"{run_dir}: no generation checkpoint to resume from (expected {GENERATIONS}/gen_*/{STATE_FILE})")
+    try:
+        saved = json.loads((run_dir / SEARCH_FILE).read_text())
+        state = json.loads((complete[-1] / STATE_FILE).read_text())
+        members = [Member(**m) for m in state["members"]]
+        version, values, gauss = state["rng"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{complete[-1]}: not a readable search checkpoint ({error})") from None
+    if saved["population"]["algo"] != population.algo or len(members) != population.size:
+        raise CheckpointError(
+            f"{run_dir} holds a search of {len(members)} {saved['population']['algo']} members, not {population.size} {population.algo}"
+        )
+    if saved["population"]["dataset"]["fingerprint"] != population.fingerprint:
+        raise CheckpointError(f"{run_dir}: the search was trained on other data than {population.source} (fingerprints differ)")
+    rng = random.Random()
+    rng.setstate((version, tuple(values), gauss))
+    return int(state["generation"]), members, rng, int(state["next_id"])
+
+
+def read_search(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / SEARCH_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: not an offrl search directory (no {SEARCH_FILE})")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise CheckpointError(f"{path}: cannot parse: {error}") from None
+
+
+__all__ = ["ELITE_DIR", "Member", "Population", "SearchResult", "read_search", "train_population"]

@@ -1,0 +1,65 @@
+"""`offrl search` as the README shows it: search, resume, evaluate the elite, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.data.test_formats import write_d4rl
+from tests.e2e.test_cli import assert_user_error, offrl
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, pendulum_dataset) -> Path:
+    path = tmp_path_factory.mktemp("search")
+    write_d4rl(path / "pend.hdf5", pendulum_dataset, next_observations=False)
+    return path
+
+
+def test_search_resume_and_evaluate_the_elite(workdir):
+    out = offrl(
+        "search", "--algo", "td3_bc", "--dataset", "pend.hdf5", "--env", "Pendulum-v1", "--population", "3",
+        "--evo-steps", "50", "--max-steps", "100", "--space", "lr=1e-4:1e-2:log", "--space", "batch_size=32:128:int",
+        "--set", "hidden_dims=32,32", "--set", "batch_size=64", "--eval-episodes", "2", "--eval-envs", "2",
+        "--run-dir", "runs/search", "--rl-hp-mutation", "0.6", "--no-mutation", "0.2", cwd=workdir,
+    ).stdout
+    assert "generation 0: best" in out and "generation 1: best" in out
+    assert "elite run: runs/search/elite" in out
+    with open(workdir / "runs/search/lineage.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and {"lr", "batch_size", "fitness", "parent", "mutation"} <= set(rows[0])
+    assert all(1e-4 <= float(r["lr"]) <= 1e-2 and 32 <= int(r["batch_size"]) <= 128 for r in rows[3:])
+    assert (workdir / "runs/search/search.png").is_file()
+
+    resumed = offrl("search", "--resume", "runs/search", "--max-steps", "150", cwd=workdir).stdout
+    assert "generation 2: best" in resumed and "generation 0" not in resumed
+    saved = json.loads((workdir / "runs/search/search.json").read_text())
+    assert saved["cli"]["space"] == ["lr=1e-4:1e-2:log", "batch_size=32:128:int"]
+
+    evaluated = json.loads(offrl("eval", "runs/search/elite", "--episodes", "2", "--json", cwd=workdir).stdout)
+    assert evaluated["algo"] == "td3_bc" and evaluated["step"] == 150 and evaluated["episodes"] == 2
+
+
+def test_search_errors_are_one_line(workdir):
+    assert_user_error(
+        offrl("search", "--algo", "td3_bc", "--dataset", "pend.hdf5", "--space", "lr=1e-4:1e-2:log", "--run-dir", "x", cwd=workdir, check=False),
+        "td3_bc has none: give --env",
+    )
+    assert_user_error(
+        offrl("search", "--algo", "bc", "--dataset", "pend.hdf5", "--space", "lrr=1e-4:1e-2:log", "--run-dir", "x", cwd=workdir, check=False),
+        "unknown key 'lrr'", "did you mean 'lr'",
+    )
+    assert_user_error(
+        offrl("search", "--algo", "bc", "--dataset", "pend.hdf5", "--space", "lr=1e-2", "--run-dir", "x", cwd=workdir, check=False),
+        "a fixed value is --set",
+    )
+    assert_user_error(offrl("search", "--resume", "nowhere", cwd=workdir, check=False), "not an offrl search directory")
+    assert_user_error(
+        offrl("search", "--resume", "nowhere", "--population", "4", cwd=workdir, check=False), "drop --population"
+    )
+    assert_user_error(
+        offrl("search", "--algo", "bc", "--dataset", "missing.hdf5", "--run-dir", "x", cwd=workdir, check=False), "missing.hdf5"
+    )
