@@ -44,6 +44,7 @@ from offrl.hpo.space import HyperparameterSpace, default_space
 from offrl.hpo.worker import FitnessSpec, algo_from_state, algo_state
 from offrl.io import write_json
 from offrl.train import checkpoint as ckpt
+from offrl.train.run import read_record
 
 SEARCH_FILE = "search.json"
 GENERATIONS = "generations"
@@ -401,13 +402,7 @@ def _read_generation(run_dir: Path, population: Population) -> tuple[int, list[M
 
 
 def read_search(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / SEARCH_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir}: not an offrl search directory (no {SEARCH_FILE})")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise CheckpointError(f"{path}: cannot parse: {error}") from None
+    return read_record(run_dir, SEARCH_FILE, kind="search")
 
 
 __all__ = ["ELITE_DIR", "Member", "Population", "SearchResult", "read_search", "train_population"]

@@ -36,9 +36,14 @@ BEST_DIR = "best"
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / CONFIG
+    return read_record(run_dir, CONFIG, kind="run")
+
+
+def read_record(directory: str | Path, name: str, *, kind: str) -> dict[str, Any]:
+    """The JSON file ``name`` that marks ``directory`` as an offrl ``kind`` directory (run, search)."""
+    path = Path(directory) / name
     if not path.is_file():
-        raise CheckpointError(f"{run_dir}: not an offrl run directory (no {CONFIG})")
+        raise CheckpointError(f"{directory}: not an offrl {kind} directory (no {name})")
     try:
         return json.loads(path.read_text())
     except ValueError as error:

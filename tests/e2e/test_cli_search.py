@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
-import pytest
-
-from tests.data.test_formats import write_d4rl
-from tests.e2e.test_cli import assert_user_error, offrl
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, pendulum_dataset) -> Path:
-    path = tmp_path_factory.mktemp("search")
-    write_d4rl(path / "pend.hdf5", pendulum_dataset, next_observations=False)
-    return path
+from tests.e2e.test_cli import assert_user_error, offrl, workdir  # noqa: F401 - the fixture: pend.hdf5 in a fresh directory
 
 
 def test_search_resume_and_evaluate_the_elite(workdir):
