@@ -123,10 +123,26 @@ class SearchArgs:
     algo: str | None = None
     """Registered algorithm every member runs."""
     dataset: str | None = None
-    """Dataset the members train on (any format `offrl train` reads, or a zoo name)."""
+    """Dataset the members train on (any format `offrl train` reads, or a zoo name); none with --online: an online search."""
     env: str | None = None
     """Environment judging the members by mean return; without it, fitness is minus the imitation loss on
     held-out episodes (imitation algorithms: --validation-key, else --validation-fraction of the episodes)."""
+    online: bool = False
+    """Members also step --env into one shared replay buffer and train with the RL update: online, or hybrid with --dataset."""
+    offline_ratio: str | None = None
+    """Hybrid: fraction of each batch from the dataset (default 0.5, RLPD; with --online-after 'proportional': the union uniformly)."""
+    online_after: int = 0
+    """Offline-to-online: gradient steps of each lineage on the dataset alone before the members interact (needs --online)."""
+    utd_ratio: float = 1.0
+    """Online and hybrid: gradient steps per environment transition."""
+    warmup_steps: int | None = None
+    """Online and hybrid: random-action transitions (all members together) before the first RL update (default 5000; 0 with --online-after)."""
+    num_envs: int = 1
+    """Online and hybrid: environments each member steps."""
+    buffer_size: int = 1_000_000
+    """Online and hybrid: capacity of the shared replay buffer."""
+    collect_every: int = 250
+    """Online and hybrid: gradient steps between the members' collections."""
     population: int = 8
     """Members."""
     evo_steps: int = 10_000
@@ -758,16 +774,20 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
         args.space, args.set, args.imports = tuple(args.space), tuple(args.set), tuple(args.imports)
     for module in args.imports:
         import_plugin(module)
-    if not args.algo or not args.dataset:
-        raise OffrlError("offrl search needs --algo and --dataset (or --resume RUN_DIR); see offrl search --help")
+    if not args.algo or not (args.dataset or args.online):
+        raise OffrlError("offrl search needs --algo and --dataset, or --algo --env --online (or --resume RUN_DIR); see offrl search --help")
     from offrl.algos.registry import get_algo_class
     from offrl.config import make_config, parse_assignments
 
     config = make_config(get_algo_class(args.algo).Config, parse_assignments(args.set), source="--set")
-    dataset, validation = _split_by_filter_keys(load_dataset(args.dataset), filter_key=args.filter_key, validation_key=args.validation_key)
+    dataset = load_dataset(args.dataset) if args.dataset else None
+    dataset, validation = _split_by_filter_keys(dataset, filter_key=args.filter_key, validation_key=args.validation_key)
     space = HyperparameterSpace.parse(args.space) if args.space else None
     population = Population(
-        args.algo, dataset, size=args.population, env=args.env, config=config, space=space, validation=validation,
+        args.algo, dataset, size=args.population, env=args.env, online=args.online, offline_ratio=_offline_ratio(args.offline_ratio),
+        utd_ratio=args.utd_ratio, warmup_steps=args.warmup_steps, num_envs=args.num_envs, buffer_size=args.buffer_size,
+        collect_every=args.collect_every, online_after=args.online_after,
+        config=config, space=space, validation=validation,
         validation_fraction=args.validation_fraction, initial=args.initial, eval_episodes=args.eval_episodes,
         eval_envs=args.eval_envs, validation_batches=args.validation_batches, seed=args.seed,
         device=str(resolve_device(args.device)),
@@ -777,7 +797,9 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
         parameters=args.param_mutation, activation=args.act_mutation, rl_hp=args.rl_hp_mutation, mutation_sd=args.mutation_sd,
     )
     record = {name: getattr(args, name) for name in (
-        "algo", "dataset", "env", "population", "evo_steps", "space", "set", "initial", "tournament_size", "elitism", "eval_loop",
+        "algo", "dataset", "env", "online", "offline_ratio", "online_after", "utd_ratio", "warmup_steps", "num_envs", "buffer_size",
+        "collect_every",
+        "population", "evo_steps", "space", "set", "initial", "tournament_size", "elitism", "eval_loop",
         "eval_episodes", "eval_envs", "validation_key", "filter_key", "validation_fraction", "validation_batches", "no_mutation",
         "arch_mutation", "new_layer_prob", "param_mutation", "act_mutation", "rl_hp_mutation", "mutation_sd", "seed", "imports",
     )}

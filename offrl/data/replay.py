@@ -127,23 +127,29 @@ class ReplayBuffer:
         self.slot_steps[slots] = np.where(ended, 0, steps + 1)
         return steps
 
-    def sample(self, batch_size: int) -> Batch:
+    def sample(self, batch_size: int, *, generator: torch.Generator | None = None) -> Batch:
+        """``batch_size`` stored transitions drawn uniformly, with the buffer's generator or ``generator``."""
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
+        generator = generator or self.generator
         if self.frame_stack > 1:
-            return self._sample_stacked(batch_size)
-        indices = torch.randint(self.size, (batch_size,), device=self.device, generator=self.generator)
+            return self._sample_stacked(batch_size, generator)
+        indices = torch.randint(self.size, (batch_size,), device=self.device, generator=generator)
         return self.storage.index(indices)
 
-    def _sample_stacked(self, batch_size: int) -> Batch:
+    def view(self, seed: int) -> "BufferView":
+        """This buffer sampled with a generator of its own: learners sharing one buffer draw independently."""
+        return BufferView(self, seed)
+
+    def _sample_stacked(self, batch_size: int, generator: torch.Generator) -> Batch:
         frames, stride = self.frame_stack, self.stride
         if self.size < self.capacity:  # nothing overwritten yet
-            rows = torch.randint(self.size, (batch_size,), device=self.device, generator=self.generator)
+            rows = torch.randint(self.size, (batch_size,), device=self.device, generator=generator)
         else:  # skip the oldest rows, whose predecessors are gone
             skipped = (frames - 1) * stride
             if self.size <= skipped:
                 raise RuntimeError(f"a replay buffer of {self.capacity} rows is too small to stack {frames} frames of {stride} slots")
-            offsets = torch.randint(self.size - skipped, (batch_size,), device=self.device, generator=self.generator)
+            offsets = torch.randint(self.size - skipped, (batch_size,), device=self.device, generator=generator)
             rows = (self.position + skipped + offsets) % self.capacity
         batch = self.storage.index(rows)
         back = torch.arange(frames - 1, -1, -1, device=self.device)  # [K]: K-1 .. 0 steps back
@@ -209,3 +215,18 @@ class ReplayBuffer:
             self.episode_steps[: self.size].copy_(tensors["episode_steps"])
             self.slot_steps = tensors["slot_steps"].numpy().astype(np.int64)
         self.generator.set_state(tensors["generator"])
+
+
+class BufferView:
+    """A shared :class:`ReplayBuffer` as one learner samples it: the same rows, its own random generator."""
+
+    def __init__(self, buffer: ReplayBuffer, seed: int) -> None:
+        self.buffer = buffer
+        self.generator = torch.Generator(device=buffer.device)
+        self.generator.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.buffer)
+
+    def sample(self, batch_size: int) -> Batch:
+        return self.buffer.sample(batch_size, generator=self.generator)

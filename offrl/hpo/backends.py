@@ -1,7 +1,9 @@
 """Where the members live: in this process (``LocalBackend``) or as Ray actors (``RayBackend``).
 
 Both hold one :class:`~offrl.hpo.worker.MemberWorker` per place in the
-population and answer the same calls. The local backend trains members whose
+population and answer the same calls. In an online or hybrid search the local
+backend's workers share one replay buffer; each Ray actor keeps a replica that
+is sent every member's transitions. The local backend trains members whose
 configurations agree up to their learning rates as one batched model (every
 weight with a leading member axis, one vmapped update for all, each member
 stepping with its own learning rates: ``offrl.train.seed_group.StackedModel``).
@@ -14,10 +16,11 @@ from typing import Any
 
 import torch
 
+from offrl.data.replay import ReplayBuffer
 from offrl.errors import OffrlError
 from offrl.hpo.mutation import Mutation
 from offrl.hpo.space import learning_rate_fields
-from offrl.hpo.worker import MemberWorker
+from offrl.hpo.worker import MemberWorker, Transitions
 from offrl.train.run import MetricAccumulator
 from offrl.train.seed_group import StackedModel, blocker
 
@@ -28,6 +31,16 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, size: int, worker_options: dict[str, Any], *, batched: bool = True) -> None:
+        interaction = worker_options.get("interaction")
+        if interaction is not None:  # one buffer every member adds to and samples from
+            worker_options = {
+                **worker_options,
+                "buffer": ReplayBuffer(
+                    worker_options["observation_space"], worker_options["action_space"], interaction.buffer_size,
+                    device=worker_options.get("device", "cpu"),
+                ),
+            }
+        self.num_envs = interaction.num_envs if interaction is not None else 0
         self.workers = [MemberWorker(**worker_options) for _ in range(size)]
         self.batched = batched
         self.last_cohorts: list[list[int]] = []  # which places trained together in the last generation
@@ -50,7 +63,7 @@ class LocalBackend:
             model = StackedModel([w.algo for w in members])
             accumulators = [MetricAccumulator() for _ in cohort]
             for _ in range(steps):
-                outputs = model.update("update_offline", [s.sample() for s in samplers])
+                outputs = model.update(members[0].update_method, [s.sample() for s in samplers])
                 for accumulator, output in zip(accumulators, outputs):
                     accumulator.add(output)
             for index, accumulator in zip(cohort, accumulators):
@@ -59,6 +72,25 @@ class LocalBackend:
 
     def evaluate(self, *, seed: int, generation: int) -> list[float]:
         return [w.evaluate(seed=seed, generation=generation) for w in self.workers]
+
+    def collect(self, transitions: int, seeds: list[int], reset_seeds: list[int] | None, *, explore: bool = True) -> list[tuple[Transitions, list[float]]]:
+        return [
+            w.collect(transitions, seed=seed, env_offset=slot * self.num_envs, reset_seed=None if reset_seeds is None else reset_seeds[slot], explore=explore)
+            for slot, (w, seed) in enumerate(zip(self.workers, seeds))
+        ]
+
+    def add(self, batches: list[Transitions]) -> None:
+        self.workers[0].add_transitions(batches)  # the buffer all of them share
+
+    def set_interacting(self, interacting: bool) -> None:
+        for worker in self.workers:
+            worker.set_interacting(interacting)
+
+    def buffer_state(self) -> dict[str, torch.Tensor]:
+        return self.workers[0].buffer_state()
+
+    def load_buffer(self, state: dict[str, torch.Tensor]) -> None:
+        self.workers[0].load_buffer(state)
 
     def reproduce(self, parents: list[int]) -> None:
         states = {p: self.workers[p].get_state() for p in set(parents)}
@@ -114,10 +146,12 @@ class RayBackend:
         available = ray.cluster_resources().get("CPU", 1.0)
         cpus = cpus_per_member if cpus_per_member is not None else min(1.0, available / size)
         options = dict(worker_options)
-        options["dataset"] = ray.put(options["dataset"])  # once: actors map it from the object store
+        if options.get("dataset") is not None:
+            options["dataset"] = ray.put(options["dataset"])  # once: actors map it from the object store
         if options.get("validation") is not None:
             options["validation"] = ray.put(options["validation"])
         options["threads"] = max(1, int(cpus))
+        self.num_envs = options["interaction"].num_envs if options.get("interaction") is not None else 0
         actor = ray.remote(MemberWorker).options(num_cpus=cpus)
         self.actors = [actor.remote(**options) for _ in range(size)]
 
@@ -132,6 +166,26 @@ class RayBackend:
 
     def evaluate(self, *, seed: int, generation: int) -> list[float]:
         return self._all([a.evaluate.remote(seed=seed, generation=generation) for a in self.actors])
+
+    def collect(self, transitions: int, seeds: list[int], reset_seeds: list[int] | None, *, explore: bool = True) -> list[tuple[Transitions, list[float]]]:
+        return self._all([
+            a.collect.remote(transitions, seed=seed, env_offset=slot * self.num_envs, reset_seed=None if reset_seeds is None else reset_seeds[slot], explore=explore)
+            for slot, (a, seed) in enumerate(zip(self.actors, seeds))
+        ])
+
+    def add(self, batches: list[Transitions]) -> None:
+        shared = self.ray.put(batches)  # once; every replica adds the same rows in the same order
+        self._all([a.add_transitions.remote(shared) for a in self.actors])
+
+    def set_interacting(self, interacting: bool) -> None:
+        self._all([a.set_interacting.remote(interacting) for a in self.actors])
+
+    def buffer_state(self) -> dict[str, torch.Tensor]:
+        return self._all([self.actors[0].buffer_state.remote()])[0]
+
+    def load_buffer(self, state: dict[str, torch.Tensor]) -> None:
+        shared = self.ray.put(state)
+        self._all([a.load_buffer.remote(shared) for a in self.actors])
 
     def reproduce(self, parents: list[int]) -> None:
         # Every parent's state is asked for before any place is overwritten: an actor runs its calls in order.

@@ -4,6 +4,13 @@ Each generation:
 
 1. every member takes ``evo_steps`` gradient steps on the shared dataset
    (members that match up to learning rates as one batched model, in process);
+   in an online or hybrid search (``online=True``) the steps come in pieces of
+   ``collect_every``: before each piece every member steps its own
+   environments with its exploration policy (``1 / utd_ratio`` transitions
+   per gradient step, environments reset at the start of each generation, as
+   AgileRL does) and all the transitions go into one shared replay buffer that
+   every member samples from (with the dataset, ``offline_ratio`` of each
+   batch from the dataset);
 2. each is judged: the mean return of greedy episodes in ``env`` (the same
    episode seeds for all), or, with no simulator, minus its imitation loss on
    held-out episodes; its fitness is the mean of its lineage's last
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors.torch
 
 import offrl
 from offrl.algos.registry import get_algo_class
@@ -41,14 +49,17 @@ from offrl.hpo.mutation import Mutations
 from offrl.hpo.records import ELITE_DIR, LINEAGE, PLOT, plot_search, read_lineage, save_elite, write_lineage
 from offrl.hpo.selection import TournamentSelection
 from offrl.hpo.space import HyperparameterSpace, default_space
-from offrl.hpo.worker import FitnessSpec, algo_from_state, algo_state
-from offrl.io import write_json
+from offrl.hpo.worker import FitnessSpec, InteractionSpec, algo_from_state, algo_state
+from offrl.io import atomic_path, write_json
+from offrl.spaces import as_float32
 from offrl.train import checkpoint as ckpt
 from offrl.train.run import read_record
 
 SEARCH_FILE = "search.json"
 GENERATIONS = "generations"
 STATE_FILE = "state.json"
+BUFFER_FILE = "replay_buffer.safetensors"
+DEFAULT_WARMUP_STEPS = 5_000
 
 
 @dataclasses.dataclass
@@ -61,21 +72,31 @@ class Member:
     config: dict[str, Any]
     fitness: list[float]  # the lineage's judgements, oldest first (inherited from the parent)
     steps: int  # gradient steps of the lineage
+    env_steps: int = 0  # environment transitions the lineage collected (online and hybrid searches)
 
     def selection_fitness(self, eval_loop: int) -> float:
         return float(np.mean(self.fitness[-eval_loop:])) if self.fitness else float("-inf")
 
 
 class Population:
-    """N members of one algorithm on one dataset, and how they are judged.
+    """N members of one algorithm on one dataset and/or environment, and how they are judged.
 
     Args:
         algo: registered algorithm name.
-        dataset: the shared training data (every member samples from the same arrays).
+        dataset: the shared training data (every member samples from the same arrays); None for an
+            online search.
         size: number of members.
         env: Gymnasium id: fitness is the mean return of ``eval_episodes`` greedy episodes. Without it,
             fitness is minus the imitation loss on held-out episodes (``validation``, else a
             ``validation_fraction`` of the dataset's episodes held out from training).
+        online: members also step ``env`` (``num_envs`` each) into one shared replay buffer of
+            ``buffer_size`` transitions and train with the algorithm's RL update: an online search
+            without a dataset, a hybrid one with it (``offline_ratio`` of each batch from the dataset,
+            None: the union uniformly; default 0.5, RLPD, or None after offline pre-training). ``utd_ratio`` gradient steps per transition, after
+            ``warmup_steps`` random-action transitions (default 5,000, or 0 after offline
+            pre-training); collection every ``collect_every`` gradient steps. With ``online_after``,
+            offline-to-online: generations that start before a lineage has ``online_after`` gradient
+            steps train on the dataset alone, the later ones interact.
         config: the base hyperparameters (a Config instance or a dict of overrides of the defaults).
         space: what ``rl_hp`` mutations (and ``initial="sample"``) move; default ``default_space``.
         initial: ``"default"``: every member starts with ``config`` (different initial weights), as
@@ -85,10 +106,18 @@ class Population:
     def __init__(
         self,
         algo: str,
-        dataset: Dataset,
+        dataset: Dataset | None,
         *,
         size: int = 8,
         env: str | None = None,
+        online: bool = False,
+        offline_ratio: float | None | str = "default",
+        utd_ratio: float = 1.0,
+        warmup_steps: int | None = None,
+        num_envs: int = 1,
+        buffer_size: int = 1_000_000,
+        collect_every: int = 250,
+        online_after: int = 0,
         config: Any = None,
         space: HyperparameterSpace | None = None,
         validation: Dataset | None = None,
@@ -111,6 +140,22 @@ class Population:
         self.base_config = config if isinstance(config, cls.Config) else make_config(cls.Config, config or {}, source=f"{algo} config")
         self.space = space if space is not None else default_space(algo, self.base_config)
         self.space.check(cls.Config, algo)
+        self.interaction = None
+        if online:
+            self.interaction = _interaction(
+                algo, self.base_config, env, dataset, offline_ratio=offline_ratio, utd_ratio=utd_ratio, warmup_steps=warmup_steps,
+                num_envs=num_envs, buffer_size=buffer_size, collect_every=collect_every, online_after=online_after,
+            )
+        elif online_after:
+            raise ConfigError("online_after starts interaction after offline pre-training: it needs online=True (--online)")
+        elif dataset is None:
+            raise ConfigError("a search without a dataset learns online: give online=True (--online) and an environment")
+        if self.interaction is None:
+            self.mode = "offline"
+        elif dataset is None:
+            self.mode = "online"
+        else:
+            self.mode = "offline-to-online" if online_after > 0 else "hybrid"
         if env is not None:
             self.fitness = FitnessSpec("return", env=env, episodes=eval_episodes, envs=eval_envs)
             self.dataset, self.validation = dataset, None
@@ -128,7 +173,16 @@ class Population:
                     raise OffrlError(f"{dataset.source}: cannot hold out validation episodes: {error}") from None
                 dataset = train_part
             self.dataset, self.validation = dataset, validation
-        self.source, self.fingerprint = dataset.source, dataset.fingerprint()
+        if dataset is not None:
+            self.source, self.fingerprint = dataset.source, dataset.fingerprint()
+            self.observation_space, self.action_space = dataset.observation_space, dataset.action_space
+        else:
+            from offrl.train.evaluate import make_env
+
+            probe = make_env(env)
+            self.source, self.fingerprint = None, None
+            self.observation_space, self.action_space = as_float32(probe.observation_space), probe.action_space
+            probe.close()
 
     def initial_configs(self, rng: random.Random) -> list[dict[str, Any]]:
         configs = [config_to_dict(self.base_config)]
@@ -140,26 +194,63 @@ class Population:
     def worker_options(self) -> dict[str, Any]:
         return {
             "algo_name": self.algo,
-            "observation_space": self.dataset.observation_space,
-            "action_space": self.dataset.action_space,
+            "observation_space": self.observation_space,
+            "action_space": self.action_space,
             "dataset": self.dataset,
             "validation": self.validation,
             "fitness": self.fitness,
+            "interaction": self.interaction,
             "device": str(self.device),
         }
+
+    def dataset_record(self) -> dict[str, Any] | None:
+        if self.dataset is None:
+            return None
+        return {"source": self.source, "fingerprint": self.fingerprint, "transitions": len(self.dataset)}
 
     def description(self) -> dict[str, Any]:
         return {
             "algo": self.algo,
             "size": self.size,
+            "mode": self.mode,
             "env": self.env,
             "initial": self.initial,
             "seed": self.seed,
             "base_config": config_to_dict(self.base_config),
             "space": self.space.to_json(),
             "fitness": dataclasses.asdict(self.fitness),
-            "dataset": {"source": self.source, "fingerprint": self.fingerprint, "transitions": len(self.dataset)},
+            "interaction": None if self.interaction is None else dataclasses.asdict(self.interaction),
+            "dataset": self.dataset_record(),
         }
+
+
+def _interaction(
+    algo: str, config: Any, env: str | None, dataset: Dataset | None, *, offline_ratio: float | None | str, utd_ratio: float,
+    warmup_steps: int | None, num_envs: int, buffer_size: int, collect_every: int, online_after: int,
+) -> InteractionSpec:
+    if env is None:
+        raise ConfigError("an online or hybrid search steps an environment: give env (--env)")
+    if getattr(config, "frame_stack", 1) > 1:
+        raise ConfigError(f"{algo} stacks frames: an online search shares one replay buffer, which stacks one collector's frames only")
+    if offline_ratio == "default":
+        offline_ratio = None if online_after > 0 else 0.5
+    if offline_ratio is not None and not 0.0 <= offline_ratio <= 1.0:
+        raise ConfigError(f"offline_ratio must be in [0, 1] (or None), not {offline_ratio}")
+    if dataset is not None and offline_ratio == 1.0:
+        raise ConfigError("offline_ratio 1 would never sample what the members collect: use an offline search (no --online)")
+    if utd_ratio <= 0 or num_envs < 1 or buffer_size < 1 or collect_every < 1:
+        raise ConfigError(
+            f"need utd_ratio > 0, num_envs >= 1, buffer_size >= 1 and collect_every >= 1 (got {utd_ratio}, {num_envs}, {buffer_size}, {collect_every})"
+        )
+    if online_after < 0 or (online_after > 0 and dataset is None):
+        raise ConfigError(f"online_after is offline pre-training on a dataset: it needs a dataset and must be >= 0 (got {online_after})")
+    warmup = (DEFAULT_WARMUP_STEPS if online_after == 0 else 0) if warmup_steps is None else warmup_steps
+    if warmup < 0:
+        raise ConfigError(f"warmup_steps must be >= 0, not {warmup}")
+    return InteractionSpec(
+        env=env, num_envs=num_envs, utd_ratio=float(utd_ratio), offline_ratio=None if dataset is None else offline_ratio,
+        buffer_size=buffer_size, warmup_steps=warmup, collect_every=collect_every, online_after=online_after,
+    )
 
 
 @dataclasses.dataclass
@@ -173,7 +264,8 @@ class SearchResult:
     lineage: Path
     plot: Path | None
     reached_target: bool
-    train_seconds: float  # time spent in gradient steps (the rest: judging, selection, records)
+    train_seconds: float  # time spent in gradient steps (the rest: collecting, judging, selection, records)
+    collect_seconds: float = 0.0  # time spent stepping environments into the shared buffer
 
 
 def train_population(
@@ -203,6 +295,8 @@ def train_population(
     mutations = mutations or Mutations()
     tournament.select([0.0] * population.size, random.Random(0))  # a tournament larger than the population fails now
     run_dir = Path(run_dir)
+    if population.interaction is not None:
+        population.interaction = dataclasses.replace(population.interaction, buffer_size=_buffer_capacity(population, max_steps, run_dir, resume))
     settings = {
         "offrl_version": offrl.__version__,
         "population": population.description(),
@@ -239,27 +333,31 @@ def train_population(
     else:
         raise ConfigError(f"backend must be 'local' or 'ray', not {backend!r}")
     config_class = get_algo_class(population.algo).Config
-    train_seconds = 0.0
+    interaction = population.interaction
+    seconds = {"train": 0.0, "collect": 0.0}
     try:
         if resume:
+            directory = run_dir / GENERATIONS / _generation_name(generation)
             for slot in range(population.size):
-                path = run_dir / GENERATIONS / _generation_name(generation) / f"member_{slot}"
-                runner.set_state(slot, algo_state(ckpt.load_algo(path, algo=population.algo, device=population.device)))
+                runner.set_state(slot, algo_state(ckpt.load_algo(directory / f"member_{slot}", algo=population.algo, device=population.device)))
+            if interaction is not None:
+                runner.load_buffer(_load_buffer(directory / BUFFER_FILE))
         else:
             for slot, member in enumerate(members):
                 runner.create(slot, member.config, seed=_seed(population.seed, 0, slot, 0), total_updates=max_steps)
             _save_generation(run_dir, 0, members, rng, next_id, runner, population)
         while True:
-            started = time.perf_counter()
-            runner.train(evo_steps, [_seed(population.seed, generation, slot, 1) for slot in range(population.size)])
-            train_seconds += time.perf_counter() - started
+            returns = _train_generation(runner, population, generation, evo_steps, members, seconds)
             scores = runner.evaluate(seed=population.seed, generation=generation)
             for member, score in zip(members, scores):
                 member.fitness.append(float(score))
                 member.steps += evo_steps
             selection = [m.selection_fitness(eval_loop) for m in members]
             best = max(range(population.size), key=lambda i: (_finite(selection[i]), -i))
-            rows += [_lineage_row(generation, m, population.space, config_class, slot == best, eval_loop) for slot, m in enumerate(members)]
+            rows += [
+                _lineage_row(generation, m, population.space, config_class, slot == best, eval_loop, returns[slot] if interaction else None)
+                for slot, m in enumerate(members)
+            ]
             write_lineage(run_dir / LINEAGE, rows)
             plot = plot_search(run_dir / PLOT, rows, population.space.names, title=f"{population.algo} search")
             elite_algo = algo_from_state(
@@ -279,7 +377,7 @@ def train_population(
                 return SearchResult(
                     run_dir=run_dir, generations=generation + 1, best_fitness=selection[best], elite=members[best],
                     elite_dir=elite_dir, members=members, lineage=run_dir / LINEAGE, plot=plot, reached_target=reached,
-                    train_seconds=train_seconds,
+                    train_seconds=seconds["train"], collect_seconds=seconds["collect"],
                 )
             parents, elite = tournament.select(selection, rng)
             runner.reproduce(parents)
@@ -287,7 +385,7 @@ def train_population(
             for slot, parent in enumerate(parents):
                 source = members[parent]
                 label = "elite" if elite is not None and slot == 0 else "none"
-                children.append(Member(next_id, source.id, label, dict(source.config), list(source.fitness), source.steps))
+                children.append(Member(next_id, source.id, label, dict(source.config), list(source.fitness), source.steps, source.env_steps))
                 next_id += 1
             plans = {}
             for slot, child in enumerate(children):
@@ -307,15 +405,75 @@ def train_population(
         runner.close()
 
 
+def _train_generation(runner, population: Population, generation: int, evo_steps: int, members: list[Member], seconds: dict[str, float]) -> list[list[float]]:
+    """Every member's ``evo_steps`` gradient steps; with interaction, in pieces of ``collect_every`` steps,
+    each after the members have collected its transitions into the shared buffer. Returns the returns of
+    the training episodes each member finished (online and hybrid searches)."""
+    interaction, size, seed = population.interaction, population.size, population.seed
+    online = interaction is not None and members[0].steps >= interaction.online_after
+    returns: list[list[float]] = [[] for _ in range(size)]
+    if interaction is None:
+        pieces = [evo_steps]
+    else:
+        runner.set_interacting(online)
+        pieces = _pieces(evo_steps, interaction.collect_every) if online else [evo_steps]
+        if online and members[0].env_steps == 0 and interaction.warmup_steps > 0:  # random actions, shared by all
+            started = time.perf_counter()
+            share = -(-interaction.warmup_steps // size)
+            seeds = [_seed(seed, generation, slot, 4) for slot in range(size)]
+            runner.add([rows for rows, _ in runner.collect(share, seeds, seeds, explore=False)])
+            seconds["collect"] += time.perf_counter() - started
+    done, collected = 0, 0
+    for piece, steps in enumerate(pieces):
+        if online:
+            started = time.perf_counter()
+            needed = int(np.ceil((done + steps) / interaction.utd_ratio)) - collected
+            if needed > 0:
+                seeds = [_seed(seed, generation, slot, 2, piece) for slot in range(size)]
+                resets = [_seed(seed, generation, slot, 3) for slot in range(size)] if piece == 0 else None
+                results = runner.collect(needed, seeds, resets)
+                runner.add([rows for rows, _ in results])
+                for slot, (rows, finished) in enumerate(results):
+                    returns[slot] += finished
+                    members[slot].env_steps += len(rows["rewards"])
+                collected += len(results[0][0]["rewards"])
+            seconds["collect"] += time.perf_counter() - started
+        started = time.perf_counter()
+        runner.train(steps, [_seed(seed, generation, slot, 1, *([piece] if piece else [])) for slot in range(size)])
+        seconds["train"] += time.perf_counter() - started
+        done += steps
+    return returns
+
+
+def _pieces(total: int, size: int) -> list[int]:
+    return [size] * (total // size) + ([total % size] if total % size else [])
+
+
+def _buffer_capacity(population: Population, max_steps: int, run_dir: Path, resume: bool) -> int:
+    """The shared buffer's rows: what the search can collect, at most ``buffer_size``; a resumed search keeps its own."""
+    if resume:
+        try:
+            return int(read_search(run_dir)["population"]["interaction"]["buffer_size"])
+        except (KeyError, TypeError):
+            raise CheckpointError(f"{run_dir}: the search was not online or hybrid (no replay buffer to resume)") from None
+    spec = population.interaction
+    online_steps = max(0, max_steps - spec.online_after)
+    per_member = int(np.ceil(online_steps / spec.utd_ratio)) + spec.num_envs * (online_steps // spec.collect_every + 1)
+    return max(1, min(spec.buffer_size, spec.warmup_steps + population.size * (per_member + spec.num_envs)))
+
+
 def _finite(value: float) -> float:
     return value if np.isfinite(value) else -1e300
 
 
-def _seed(seed: int, generation: int, slot: int, purpose: int) -> int:
-    return int(np.random.SeedSequence([seed, generation, slot, purpose]).generate_state(1)[0] % (2**31 - 1))
+def _seed(seed: int, generation: int, slot: int, purpose: int, *more: int) -> int:
+    return int(np.random.SeedSequence([seed, generation, slot, purpose, *more]).generate_state(1)[0] % (2**31 - 1))
 
 
-def _lineage_row(generation: int, member: Member, space: HyperparameterSpace, config_class: type, elite: bool, eval_loop: int) -> dict[str, Any]:
+def _lineage_row(
+    generation: int, member: Member, space: HyperparameterSpace, config_class: type, elite: bool, eval_loop: int,
+    train_returns: list[float] | None = None,
+) -> dict[str, Any]:
     config = make_config(config_class, member.config, source="member config")
     row = {
         "generation": generation,
@@ -327,6 +485,9 @@ def _lineage_row(generation: int, member: Member, space: HyperparameterSpace, co
         "steps": member.steps,
         "elite": int(elite),
     }
+    if train_returns is not None:  # online and hybrid searches
+        row["env_steps"] = member.env_steps
+        row["train_return"] = float(np.mean(train_returns)) if train_returns else ""
     row.update(space.values(config))
     hidden = member.config.get("hidden_dims")
     if hidden:
@@ -340,8 +501,9 @@ def _elite_info(population: Population, member: Member, generation: int, fitness
     return {
         "offrl_version": offrl.__version__,
         "env": population.env,
-        "dataset": {"source": population.source, "fingerprint": population.fingerprint, "transitions": len(population.dataset)},
-        "train": {"steps": member.steps, "seed": population.seed, "goal_keys": []},
+        "mode": population.mode,
+        "dataset": population.dataset_record(),
+        "train": {"steps": member.steps, "env_steps": member.env_steps, "seed": population.seed, "goal_keys": []},
         "search": {"generation": generation, "member": member.id, "fitness": fitness, "fitness_kind": population.fitness.kind},
     }
 
@@ -358,10 +520,11 @@ def _save_generation(run_dir: Path, generation: int, members: list[Member], rng:
     staging = root / (_generation_name(generation) + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     for slot in range(population.size):
-        algo = algo_from_state(
-            population.algo, population.dataset.observation_space, population.dataset.action_space, runner.state(slot), device="cpu"
-        )
+        algo = algo_from_state(population.algo, population.observation_space, population.action_space, runner.state(slot), device="cpu")
         ckpt.save_checkpoint(staging / f"member_{slot}", algo, step=members[slot].steps)
+    if population.interaction is not None:
+        with atomic_path(staging / BUFFER_FILE) as tmp:
+            safetensors.torch.save_file({k: v.contiguous() for k, v in runner.buffer_state().items()}, str(tmp))
     version, state, gauss = rng.getstate()
     write_json(
         staging / STATE_FILE,
@@ -394,11 +557,20 @@ def _read_generation(run_dir: Path, population: Population) -> tuple[int, list[M
         raise CheckpointError(
             f"{run_dir} holds a search of {len(members)} {saved['population']['algo']} members, not {population.size} {population.algo}"
         )
-    if saved["population"]["dataset"]["fingerprint"] != population.fingerprint:
+    if saved["population"].get("mode", "offline") != population.mode:
+        raise CheckpointError(f"{run_dir} holds a search that trains {saved['population'].get('mode', 'offline')}, not {population.mode}")
+    if (saved["population"]["dataset"] or {}).get("fingerprint") != population.fingerprint:
         raise CheckpointError(f"{run_dir}: the search was trained on other data than {population.source} (fingerprints differ)")
     rng = random.Random()
     rng.setstate((version, tuple(values), gauss))
     return int(state["generation"]), members, rng, int(state["next_id"])
+
+
+def _load_buffer(path: Path) -> dict[str, Any]:
+    try:
+        return safetensors.torch.load_file(str(path))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: cannot read the shared replay buffer ({error})") from None
 
 
 def read_search(run_dir: str | Path) -> dict[str, Any]:

@@ -32,6 +32,26 @@ def test_search_resume_and_evaluate_the_elite(workdir):
     assert evaluated["algo"] == "td3_bc" and evaluated["step"] == 150 and evaluated["episodes"] == 2
 
 
+def test_online_search_resume_and_evaluate_the_elite(workdir):
+    out = offrl(
+        "search", "--algo", "sac", "--env", "Pendulum-v1", "--online", "--population", "2", "--evo-steps", "100",
+        "--max-steps", "200", "--warmup-steps", "100", "--collect-every", "50", "--set", "hidden_dims=32,32",
+        "--eval-episodes", "2", "--eval-envs", "2", "--run-dir", "runs/online", cwd=workdir,
+    ).stdout
+    assert "generation 1: best" in out and "elite run: runs/online/elite" in out
+    resumed = offrl("search", "--resume", "runs/online", "--max-steps", "300", cwd=workdir).stdout
+    assert "generation 2: best" in resumed
+    with open(workdir / "runs/online/lineage.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["env_steps"]) for r in rows[-2:]] == [300, 300]
+    evaluated = json.loads(offrl("eval", "runs/online/elite", "--episodes", "2", "--json", cwd=workdir).stdout)
+    assert evaluated["algo"] == "sac" and evaluated["step"] == 300
+    assert_user_error(
+        offrl("search", "--algo", "sac", "--online", "--run-dir", "x", cwd=workdir, check=False), "give env (--env)"
+    )
+    assert_user_error(offrl("search", "--algo", "sac", "--env", "Pendulum-v1", "--run-dir", "x", cwd=workdir, check=False), "--online")
+
+
 def test_search_errors_are_one_line(workdir):
     assert_user_error(
         offrl("search", "--algo", "td3_bc", "--dataset", "pend.hdf5", "--space", "lr=1e-4:1e-2:log", "--run-dir", "x", cwd=workdir, check=False),
