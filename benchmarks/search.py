@@ -3,6 +3,7 @@
     python benchmarks/search.py --quick                       # a few minutes: both parts, small budget
     python benchmarks/search.py throughput --population 8 --steps 300 --reps 3
     python benchmarks/search.py quality --dataset hopper-medium --population 8 --evo-steps 1000 --generations 6
+    python benchmarks/search.py online --online-env InvertedDoublePendulum-v5 --population 4 --evo-steps 2000 --generations 5
 
 throughput: gradient steps per second of a population of N members of one configuration whose learning
 rates differ (as after learning-rate mutations), trained in process as one batched model (every weight
@@ -15,8 +16,14 @@ settings (benchmarks/quality.py): the evolved population's elite; random search 
 (N configurations drawn from it, each trained generations x evo_steps steps, the best by the same
 fitness kept); and one run of the default configuration trained for the whole budget (and, for
 reference, for one lineage's steps). Each final policy
-is then evaluated on fresh episodes (other seeds than the search judged on). Results are appended to
-benchmarks/results/search.md.
+is then evaluated on fresh episodes (other seeds than the search judged on).
+
+online: an online search (members stepping their own environments into one shared replay buffer) against
+one online run of the default configuration with the same budget of gradient steps and environment
+transitions (population x generations x evo_steps of each, after the same warmup), and one run of a
+single lineage's steps; final policies evaluated on fresh episodes.
+
+Results are appended to benchmarks/results/search.md.
 """
 
 from __future__ import annotations
@@ -98,7 +105,7 @@ def throughput(args: argparse.Namespace) -> str:
 
 def quality(args: argparse.Namespace) -> str:
     from offrl.hpo import Population, train_population
-    from offrl.hpo.worker import FitnessSpec, MemberWorker
+    from offrl.hpo.worker import MemberWorker
     from offrl.train import checkpoint as ckpt
     from offrl.zoo.datasets import parse_name
 
@@ -109,16 +116,7 @@ def quality(args: argparse.Namespace) -> str:
                             eval_envs=args.eval_episodes, seed=args.seed)
     lineage_steps = args.evo_steps * args.generations
     budget = lineage_steps * args.population
-    fresh = FitnessSpec("return", env=env, episodes=args.final_episodes, envs=args.final_episodes)
-    options = {**population.worker_options(), "fitness": fresh}
-
-    def fresh_return(algo) -> float:
-        worker = MemberWorker(**options)
-        worker.algo = algo
-        try:
-            return worker.evaluate(seed=FRESH_SEED, generation=0)
-        finally:
-            worker.close()
+    fresh_return = fresh_judge(population, env, args.final_episodes)
 
     results = []
     with tempfile.TemporaryDirectory() as work:
@@ -170,6 +168,67 @@ def quality(args: argparse.Namespace) -> str:
             f"space is offrl's default for {args.algo} ({', '.join(h.to_text() for h in population.space)}).\n\n{table}")
 
 
+def fresh_judge(population, env: str, episodes: int):
+    """A function: a policy's mean return on ``episodes`` episodes the search never judged on."""
+    from offrl.hpo.worker import FitnessSpec, MemberWorker
+
+    options = {**population.worker_options(), "interaction": None, "fitness": FitnessSpec("return", env=env, episodes=episodes, envs=episodes)}
+
+    def fresh_return(algo) -> float:
+        worker = MemberWorker(**options)
+        worker.algo = algo
+        try:
+            return worker.evaluate(seed=FRESH_SEED, generation=0)
+        finally:
+            worker.close()
+
+    return fresh_return
+
+
+def online(args: argparse.Namespace) -> str:
+    import offrl
+    from offrl.hpo import Population, train_population
+    from offrl.train import checkpoint as ckpt
+
+    env, algo_name = args.online_env, args.online_algo
+    population = Population(algo_name, None, size=args.population, env=env, online=True, warmup_steps=args.warmup_steps,
+                            eval_episodes=args.eval_episodes, eval_envs=args.eval_episodes, seed=args.seed, device=args.device)
+    lineage_steps = args.evo_steps * args.generations
+    budget = lineage_steps * args.population
+    fresh_return = fresh_judge(population, env, args.final_episodes)
+    results = []
+    with tempfile.TemporaryDirectory() as work:
+        started = time.perf_counter()
+        search = train_population(population, evo_steps=args.evo_steps, max_steps=lineage_steps, run_dir=Path(work) / "search", progress=True)
+        elapsed = time.perf_counter() - started
+        elite = ckpt.load_algo(search.elite_dir, device=args.device)
+        env_steps = args.warmup_steps + sum(m.env_steps for m in search.members)
+        results.append(["evolution (elite)", search.best_fitness, fresh_return(elite), env_steps, elapsed, _config_text(population, search.elite.config)])
+        for label, steps in ((f"default, one run of the whole budget ({budget:,} steps)", budget),
+                             (f"default, one run of one lineage's steps ({lineage_steps:,})", lineage_steps)):
+            algo = offrl.make_algo(algo_name, population.observation_space, population.action_space, seed=2000, device=args.device)
+            started = time.perf_counter()
+            result = offrl.train_online(
+                algo, env, steps=steps, warmup_steps=args.warmup_steps, eval_every=0, eval_episodes=args.eval_episodes,
+                eval_envs=args.eval_episodes, seed=2000, run_dir=Path(work) / f"single-{steps}", progress=False, tensorboard=False,
+            )
+            elapsed = time.perf_counter() - started
+            print(f"{label}: return {result.final_eval.mean_return:.1f}", flush=True)
+            results.append([label, result.final_eval.mean_return, fresh_return(algo), result.env_steps, elapsed,
+                            _config_text(population, dataclasses_asdict(population.base_config))])
+    rows = [[name, f"{judged:.1f}", f"{final:.1f}", f"{steps:,}", f"{seconds / 60:.1f}", config] for name, judged, final, steps, seconds, config in results]
+    table = markdown_table(["method", f"return, last judgement ({args.eval_episodes} episodes)", f"return, {args.final_episodes} fresh episodes",
+                            "environment steps", "minutes", "hyperparameters"], rows)
+    command = (f"python benchmarks/search.py online --online-env {env} --online-algo {algo_name} --population {args.population} "
+               f"--evo-steps {args.evo_steps} --generations {args.generations} --warmup-steps {args.warmup_steps} "
+               f"--eval-episodes {args.eval_episodes} --final-episodes {args.final_episodes} --seed {args.seed}")
+    return (f"Command: `{command}`. {algo_name} with offrl's defaults on {env}; budget: {budget:,} gradient steps and as many "
+            f"environment transitions after {args.warmup_steps:,} random ones ({args.population} members x {args.generations} "
+            f"generations x {args.evo_steps} steps, one shared replay buffer), against one online run of the default configuration "
+            f"of the same budget and one of a lineage's steps; search space: offrl's default for {algo_name} "
+            f"({', '.join(h.to_text() for h in population.space)}).\n\n{table}")
+
+
 def dataclasses_asdict(config) -> dict:
     import dataclasses
 
@@ -192,7 +251,7 @@ def _summary(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", nargs="?", choices=["throughput", "quality", "all"], default="all")
+    parser.add_argument("part", nargs="?", choices=["throughput", "quality", "online", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="small budgets: a few minutes")
     parser.add_argument("--dataset", default="hopper-medium")
     parser.add_argument("--env", default=None, help="evaluation environment when the dataset is not a zoo name")
@@ -206,12 +265,16 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=6)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--final-episodes", type=int, default=10)
+    parser.add_argument("--online-env", default="InvertedDoublePendulum-v5", help="online: the environment")
+    parser.add_argument("--online-algo", default="sac", help="online: the algorithm")
+    parser.add_argument("--warmup-steps", type=int, default=5000, help="online: random-action transitions first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     if args.quick:
         args.steps, args.reps, args.evo_steps, args.generations, args.algos = 100, 1, 200, 3, "td3_bc"
+        args.warmup_steps, args.online_env = 500, "Pendulum-v1"
     import torch
 
     torch.set_num_threads(args.threads)
@@ -219,6 +282,8 @@ def main() -> None:
         record(RESULTS, TITLE, "a population in one batched model against its members one after another", throughput(args))
     if args.part in ("quality", "all"):
         record(RESULTS, TITLE, "evolution against random search and the default at an equal budget", quality(args))
+    if args.part in ("online", "all"):
+        record(RESULTS, TITLE, "an online search against single online runs at an equal budget", online(args))
 
 
 if __name__ == "__main__":

@@ -459,7 +459,8 @@ def _buffer_capacity(population: Population, max_steps: int, run_dir: Path, resu
     spec = population.interaction
     online_steps = max(0, max_steps - spec.online_after)
     per_member = int(np.ceil(online_steps / spec.utd_ratio)) + spec.num_envs * (online_steps // spec.collect_every + 1)
-    return max(1, min(spec.buffer_size, spec.warmup_steps + population.size * (per_member + spec.num_envs)))
+    warmup = spec.warmup_steps + population.size * (1 + spec.num_envs)  # each member's share rounded up
+    return max(1, min(spec.buffer_size, warmup + population.size * per_member))
 
 
 def _finite(value: float) -> float:
