@@ -368,9 +368,11 @@ def train_population(
             if progress:
                 cohorts = getattr(runner, "last_cohorts", None)
                 batching = f", {len(cohorts)} batched group(s)" if cohorts and len(cohorts) < population.size else ""
+                finite = [s for s in selection if np.isfinite(s)]
+                lost = f", {population.size - len(finite)} diverged (NaN)" if len(finite) < population.size else ""
                 print(
                     f"generation {generation}: best {selection[best]:.4g} (member {members[best].id}), "
-                    f"mean {np.mean([_finite(s) for s in selection]):.4g}, steps {members[best].steps}/{max_steps}{batching}",
+                    f"mean {np.mean(finite) if finite else float('nan'):.4g}{lost}, steps {members[best].steps}/{max_steps}{batching}",
                     flush=True,
                 )
             if reached or members[best].steps >= max_steps:
@@ -423,20 +425,22 @@ def _train_generation(runner, population: Population, generation: int, evo_steps
             seeds = [_seed(seed, generation, slot, 4) for slot in range(size)]
             runner.add([rows for rows, _ in runner.collect(share, seeds, seeds, explore=False)])
             seconds["collect"] += time.perf_counter() - started
-    done, collected = 0, 0
+    done, collected, reset = 0, 0, True
     for piece, steps in enumerate(pieces):
         if online:
             started = time.perf_counter()
             needed = int(np.ceil((done + steps) / interaction.utd_ratio)) - collected
-            if needed > 0:
+            if needed > 0:  # (with a high utd_ratio a piece may need none)
                 seeds = [_seed(seed, generation, slot, 2, piece) for slot in range(size)]
-                resets = [_seed(seed, generation, slot, 3) for slot in range(size)] if piece == 0 else None
+                resets = [_seed(seed, generation, slot, 3) for slot in range(size)] if reset else None
+                reset = False
                 results = runner.collect(needed, seeds, resets)
                 runner.add([rows for rows, _ in results])
-                for slot, (rows, finished) in enumerate(results):
+                counts = [0 if rows is None else len(rows["rewards"]) for rows, _ in results]  # 0: diverged
+                for slot, (_, finished) in enumerate(results):
                     returns[slot] += finished
-                    members[slot].env_steps += len(rows["rewards"])
-                collected += len(results[0][0]["rewards"])
+                    members[slot].env_steps += counts[slot]
+                collected += max(counts)
             seconds["collect"] += time.perf_counter() - started
         started = time.perf_counter()
         runner.train(steps, [_seed(seed, generation, slot, 1, *([piece] if piece else [])) for slot in range(size)])

@@ -160,10 +160,20 @@ class MemberWorker:
             metrics.add(update(sampler.sample()))
         return metrics.means()
 
-    def collect(self, transitions: int, *, seed: int, env_offset: int, reset_seed: int | None = None, explore: bool = True) -> tuple[Transitions, list[float]]:
+    def diverged(self) -> bool:
+        """Whether a weight or statistic of the member is NaN or infinite."""
+        return any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in self.algo.state_dict().values())
+
+    def collect(
+        self, transitions: int, *, seed: int, env_offset: int, reset_seed: int | None = None, explore: bool = True
+    ) -> tuple[Transitions | None, list[float]]:
         """At least ``transitions`` environment transitions with the exploration policy (uniformly random
         actions with ``explore=False``), environments reset first with ``reset_seed`` when given; returns
-        them (environment slots numbered from ``env_offset``) and the returns of the episodes that ended."""
+        them (environment slots numbered from ``env_offset``) and the returns of the episodes that ended.
+
+        A member that has diverged adds nothing: a step with a NaN or infinite action, observation or
+        reward ends its collection there, unstored, so one member's divergence never reaches the buffer
+        the others learn from (its fitness is NaN: it loses every tournament)."""
         spec = self.interaction
         log = TransitionLog(env_offset)
         if self._collector is None:
@@ -174,12 +184,17 @@ class MemberWorker:
                 self._collector.reset(reset_seed)
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
+        if explore and self.diverged():
+            return None, []
         policy = self.algo.rollout_policy(spec.num_envs, deterministic=False) if explore else None
         self.algo.train(False)
         try:
             with torch.no_grad():
                 while log.size < transitions:
                     self._collector.step(policy)
+                    if not log.last_is_finite():
+                        log.drop_last()
+                        break
         finally:
             self.algo.train(True)
         return log.transitions(), self._collector.pop_returns()
@@ -187,7 +202,8 @@ class MemberWorker:
     def add_transitions(self, batches: list[Transitions]) -> None:
         """Add every member's transitions, in member order, to this worker's replica of the shared buffer."""
         for batch in batches:
-            self.buffer.add(**batch)
+            if batch is not None:
+                self.buffer.add(**batch)
 
     def buffer_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().clone() for k, v in self.buffer.state_dict().items()}
@@ -198,6 +214,8 @@ class MemberWorker:
     def evaluate(self, *, seed: int, generation: int) -> float:
         """This member's fitness now (higher is better)."""
         spec = self.fitness_spec
+        if self.diverged():
+            return float("nan")
         self.algo.train(False)
         try:
             if spec.kind == "return":
@@ -234,7 +252,21 @@ class TransitionLog:
         self.parts.append({**copies, "env_ids": np.asarray(env_ids) + self.env_offset})
         self.size += len(env_ids)
 
-    def transitions(self) -> Transitions:
+    def last_is_finite(self) -> bool:
+        last = self.parts[-1]
+        return all(
+            np.isfinite(value).all()
+            for key in ("observations", "actions", "rewards", "next_observations")
+            for value in (last[key].values() if isinstance(last[key], dict) else [last[key]])
+            if np.issubdtype(np.asarray(value).dtype, np.floating)
+        )
+
+    def drop_last(self) -> None:
+        self.size -= len(self.parts.pop()["env_ids"])
+
+    def transitions(self) -> Transitions | None:
+        if not self.parts:
+            return None
         return {key: _concatenate([part[key] for part in self.parts]) for key in self.parts[0]}
 
 

@@ -118,8 +118,8 @@ class StackedModel:
             elif all(seed_states):
                 state = {}
                 for name, value in seed_states[0].items():
-                    if torch.is_tensor(value) and value.shape == seed_params[0].shape and value.dim() > 0:
-                        state[name] = torch.stack([s[name] for s in seed_states])
+                    if name != "step" and torch.is_tensor(value) and value.shape == seed_params[0].shape:
+                        state[name] = torch.stack([s[name] for s in seed_states])  # moments, also of 0-dim parameters
                     else:  # the step count: equal across seeds updated together
                         state[name] = value.clone() if torch.is_tensor(value) else value
                 stacked.state[stacked_param] = state
@@ -127,8 +127,8 @@ class StackedModel:
                 continue
             for index, (algo, param) in enumerate(zip(self.algos, seed_params)):
                 algo.optimizers[key].state[param] = {
-                    name: value[index] if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == self.size
-                    and value.shape[1:] == param.shape else value
+                    name: value[index] if name != "step" and torch.is_tensor(value) and value.dim() > 0
+                    and value.shape[0] == self.size and value.shape[1:] == param.shape else value
                     for name, value in state.items()
                 }
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import safetensors.torch
+import torch
 
 from offrl.errors import CheckpointError, ConfigError
 from offrl.hpo import Mutations, Population, train_population
@@ -122,6 +123,23 @@ def test_online_resume_repeats_the_interrupted_generation_exactly(tmp_path, monk
     resumed = online_search(tmp_path / "stopped", size=2, steps=300, resume=True)
     assert read_rows(resumed.lineage) == read_rows(straight.lineage)
     assert resumed.best_fitness == straight.best_fitness
+
+
+def test_a_diverged_member_adds_nothing_to_the_shared_buffer_and_loses(tmp_path):
+    population = Population("sac", None, size=2, env="Pendulum-v1", online=True, config=TINY, eval_episodes=2, eval_envs=2)
+    runner = backends.LocalBackend(2, population.worker_options())
+    for slot in range(2):
+        runner.create(slot, {**TINY}, seed=slot, total_updates=100)
+    runner.set_interacting(True)
+    with torch.no_grad():
+        next(runner.workers[1].algo.actor.parameters()).fill_(float("nan"))
+    results = runner.collect(20, [0, 1], [0, 1])
+    assert results[0][0] is not None and results[1] == (None, [])
+    runner.add([rows for rows, _ in results])
+    assert len(runner.workers[0].buffer) == 20 and torch.isfinite(runner.workers[0].buffer.storage.actions[:20]).all()
+    fitness = runner.evaluate(seed=0, generation=0)
+    assert np.isfinite(fitness[0]) and np.isnan(fitness[1])
+    runner.close()
 
 
 def test_online_search_errors(pendulum_dataset, tmp_path):

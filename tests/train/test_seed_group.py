@@ -52,6 +52,37 @@ def test_stacked_update_is_the_separate_updates(name):
             assert mine["param_groups"][0]["lr"] == theirs["param_groups"][0]["lr"]
 
 
+@pytest.mark.parametrize("name", ["td3_bc", "iql"])
+def test_a_model_stacked_again_over_trained_seeds_goes_on_as_the_separate_updates(name):
+    """An evolving population stacks its members anew each generation, over the optimizer states they have."""
+    algos, samplers = seeds_of(name, 2, **DETERMINISTIC[name])
+    separate = [copy.deepcopy(algo) for algo in algos]
+    for _ in range(2):
+        model = StackedModel(algos)
+        for _ in range(3):
+            batches = [sampler.sample() for sampler in samplers]
+            model.update("update", batches)
+            for algo, batch in zip(separate, batches):
+                algo.update(batch)
+    for algo, reference in zip(algos, separate):
+        assert max_difference(algo, reference) < 1e-4
+
+
+def test_scalar_parameters_keep_their_own_adam_moments_when_stacked_again():
+    """SAC's temperature is a 0-dim parameter: restacked, its moments must stay one per seed (they were once
+    mistaken for Adam's shared step count, and every seed's temperature collapsed)."""
+    algos, samplers = seeds_of("sac", 2)
+    for _ in range(2):
+        model = StackedModel(algos)
+        for _ in range(3):
+            model.update("update", [sampler.sample() for sampler in samplers])
+    stacked = next(s for o, s, key in model.optimizers.values() if key == "alpha")
+    state = stacked.state[stacked.param_groups[0]["params"][0]]
+    assert state["exp_avg"].shape == (2,) and state["exp_avg_sq"].shape == (2,) and float(state["step"]) == 6
+    moments = [float(algo.optimizers["alpha"].state[algo.log_alpha]["exp_avg"]) for algo in algos]
+    assert moments == [float(v) for v in state["exp_avg"]] and moments[0] != moments[1]
+
+
 @pytest.mark.parametrize("name", ALGOS)
 def test_every_algorithm_trains_stacked_or_says_why_not(name):
     algos, samplers = seeds_of(name, 2)
