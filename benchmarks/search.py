@@ -104,9 +104,8 @@ def throughput(args: argparse.Namespace) -> str:
 
 
 def quality(args: argparse.Namespace) -> str:
-    from offrl.hpo import Population, train_population
+    from offrl.hpo import Population
     from offrl.hpo.worker import MemberWorker
-    from offrl.train import checkpoint as ckpt
     from offrl.zoo.datasets import parse_name
 
     dataset = load(args.dataset)
@@ -120,11 +119,7 @@ def quality(args: argparse.Namespace) -> str:
 
     results = []
     with tempfile.TemporaryDirectory() as work:
-        started = time.perf_counter()
-        search = train_population(population, evo_steps=args.evo_steps, max_steps=lineage_steps, run_dir=Path(work) / "search",
-                                  progress=True)
-        elapsed = time.perf_counter() - started
-        elite = ckpt.load_algo(search.elite_dir, device=args.device)
+        search, elite, elapsed = run_search(population, args, Path(work))
         results.append(["evolution (elite)", search.best_fitness, fresh_return(elite), elapsed, _config_text(population, search.elite.config)])
 
         started = time.perf_counter()
@@ -168,6 +163,18 @@ def quality(args: argparse.Namespace) -> str:
             f"space is offrl's default for {args.algo} ({', '.join(h.to_text() for h in population.space)}).\n\n{table}")
 
 
+def run_search(population, args: argparse.Namespace, work: Path):
+    """The search of ``args``' budget: its result, its elite's algorithm and the seconds it took."""
+    from offrl.hpo import train_population
+    from offrl.train import checkpoint as ckpt
+
+    started = time.perf_counter()
+    search = train_population(population, evo_steps=args.evo_steps, max_steps=args.evo_steps * args.generations,
+                              run_dir=work / "search", progress=True)
+    elapsed = time.perf_counter() - started
+    return search, ckpt.load_algo(search.elite_dir, device=args.device), elapsed
+
+
 def fresh_judge(population, env: str, episodes: int):
     """A function: a policy's mean return on ``episodes`` episodes the search never judged on."""
     from offrl.hpo.worker import FitnessSpec, MemberWorker
@@ -187,8 +194,7 @@ def fresh_judge(population, env: str, episodes: int):
 
 def online(args: argparse.Namespace) -> str:
     import offrl
-    from offrl.hpo import Population, train_population
-    from offrl.train import checkpoint as ckpt
+    from offrl.hpo import Population
 
     env, algo_name = args.online_env, args.online_algo
     population = Population(algo_name, None, size=args.population, env=env, online=True, warmup_steps=args.warmup_steps,
@@ -198,10 +204,7 @@ def online(args: argparse.Namespace) -> str:
     fresh_return = fresh_judge(population, env, args.final_episodes)
     results = []
     with tempfile.TemporaryDirectory() as work:
-        started = time.perf_counter()
-        search = train_population(population, evo_steps=args.evo_steps, max_steps=lineage_steps, run_dir=Path(work) / "search", progress=True)
-        elapsed = time.perf_counter() - started
-        elite = ckpt.load_algo(search.elite_dir, device=args.device)
+        search, elite, elapsed = run_search(population, args, Path(work))
         env_steps = args.warmup_steps + sum(m.env_steps for m in search.members)
         results.append(["evolution (elite)", search.best_fitness, fresh_return(elite), env_steps, elapsed, _config_text(population, search.elite.config)])
         for label, steps in ((f"default, one run of the whole budget ({budget:,} steps)", budget),

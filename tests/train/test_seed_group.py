@@ -27,6 +27,20 @@ def max_difference(left: torch.nn.Module, right: torch.nn.Module) -> float:
     return max(float((value - theirs[key]).abs().max()) for key, value in left.state_dict().items() if value.is_floating_point())
 
 
+def train_stacked_and_separately(algos, samplers, *, steps: int, stackings: int = 1) -> list:
+    """``algos`` trained ``steps`` updates per stacking in a StackedModel built ``stackings`` times; returns
+    copies of them trained on the same batches one by one."""
+    separate = [copy.deepcopy(algo) for algo in algos]
+    for _ in range(stackings):
+        model = StackedModel(algos)
+        for _ in range(steps):
+            batches = [sampler.sample() for sampler in samplers]
+            model.update("update", batches)
+            for algo, batch in zip(separate, batches):
+                algo.update(batch)
+    return separate
+
+
 @pytest.mark.parametrize("name", sorted(DETERMINISTIC))
 def test_stacked_update_is_the_separate_updates(name):
     algos, samplers = seeds_of(name, 3, **DETERMINISTIC[name])
@@ -56,14 +70,7 @@ def test_stacked_update_is_the_separate_updates(name):
 def test_a_model_stacked_again_over_trained_seeds_goes_on_as_the_separate_updates(name):
     """An evolving population stacks its members anew each generation, over the optimizer states they have."""
     algos, samplers = seeds_of(name, 2, **DETERMINISTIC[name])
-    separate = [copy.deepcopy(algo) for algo in algos]
-    for _ in range(2):
-        model = StackedModel(algos)
-        for _ in range(3):
-            batches = [sampler.sample() for sampler in samplers]
-            model.update("update", batches)
-            for algo, batch in zip(separate, batches):
-                algo.update(batch)
+    separate = train_stacked_and_separately(algos, samplers, steps=3, stackings=2)
     for algo, reference in zip(algos, separate):
         assert max_difference(algo, reference) < 1e-4
 
@@ -241,13 +248,7 @@ def test_image_seeds_with_frame_stacks_stack_to_the_separate_updates(name):
     options = {**IMAGE_SMALL, **DETERMINISTIC.get(name, {}), "frame_stack": 2, "target_update_interval": 2}
     built = [build(name, ds, seed=seed, **options) for seed in range(2)]
     algos, samplers = [b[0] for b in built], [b[1] for b in built]
-    separate = [copy.deepcopy(algo) for algo in algos]
-    model = StackedModel(algos)
-    for _ in range(3):
-        batches = [sampler.sample() for sampler in samplers]
-        model.update("update", batches)
-        for algo, batch in zip(separate, batches):
-            algo.update(batch)
+    separate = train_stacked_and_separately(algos, samplers, steps=3)
     for algo, reference in zip(algos, separate):
         # Adam's step is about lr * sign(g) where |g| is at rounding level (features a ReLU left at ~0): such weights
         # may differ by up to one learning rate; every other weight agrees to rounding
