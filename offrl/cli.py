@@ -125,8 +125,9 @@ class SearchArgs:
     dataset: str | None = None
     """Dataset the members train on (any format `offrl train` reads, or a zoo name); none with --online: an online search."""
     env: str | None = None
-    """Environment judging the members by mean return; without it, fitness is minus the imitation loss on
-    held-out episodes (imitation algorithms: --validation-key, else --validation-fraction of the episodes)."""
+    """Environment judging the members by mean return. Without it, imitation algorithms are judged by minus their
+    loss on held-out episodes (--validation-key, else --validation-fraction of the episodes), the others by fitted
+    Q evaluation of their greedy policy on the dataset (--fqe-steps)."""
     online: bool = False
     """Members also step --env into one shared replay buffer and train with the RL update: online, or hybrid with --dataset."""
     offline_ratio: str | None = None
@@ -188,6 +189,8 @@ class SearchArgs:
     """Without --env or --validation-key: this fraction of the episodes is held out to judge on."""
     validation_batches: int = 10
     """Batches of held-out data per judgement."""
+    fqe_steps: int = 5000
+    """Without --env, for algorithms without an imitation loss: regression steps of fitted Q evaluation per judgement."""
     no_mutation: float = 0.4
     """Probability of no mutation."""
     arch_mutation: float = 0.2
@@ -789,7 +792,7 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
         collect_every=args.collect_every, online_after=args.online_after,
         config=config, space=space, validation=validation,
         validation_fraction=args.validation_fraction, initial=args.initial, eval_episodes=args.eval_episodes,
-        eval_envs=args.eval_envs, validation_batches=args.validation_batches, seed=args.seed,
+        eval_envs=args.eval_envs, validation_batches=args.validation_batches, fqe_steps=args.fqe_steps, seed=args.seed,
         device=str(resolve_device(args.device)),
     )
     mutations = Mutations(
@@ -800,7 +803,7 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
         "algo", "dataset", "env", "online", "offline_ratio", "online_after", "utd_ratio", "warmup_steps", "num_envs", "buffer_size",
         "collect_every",
         "population", "evo_steps", "space", "set", "initial", "tournament_size", "elitism", "eval_loop",
-        "eval_episodes", "eval_envs", "validation_key", "filter_key", "validation_fraction", "validation_batches", "no_mutation",
+        "eval_episodes", "eval_envs", "validation_key", "filter_key", "validation_fraction", "validation_batches", "fqe_steps", "no_mutation",
         "arch_mutation", "new_layer_prob", "param_mutation", "act_mutation", "rl_hp_mutation", "mutation_sd", "seed", "imports",
     )}
     try:

@@ -87,8 +87,10 @@ class Population:
             online search.
         size: number of members.
         env: Gymnasium id: fitness is the mean return of ``eval_episodes`` greedy episodes. Without it,
-            fitness is minus the imitation loss on held-out episodes (``validation``, else a
-            ``validation_fraction`` of the dataset's episodes held out from training).
+            an imitation algorithm's fitness is minus its imitation loss on held-out episodes
+            (``validation``, else a ``validation_fraction`` of the dataset's episodes held out from
+            training); any other algorithm's is the value fitted Q evaluation estimates for its greedy
+            policy on the dataset (``fqe_steps`` regression steps; ``offrl.ope``).
         online: members also step ``env`` (``num_envs`` each) into one shared replay buffer of
             ``buffer_size`` transitions and train with the algorithm's RL update: an online search
             without a dataset, a hybrid one with it (``offline_ratio`` of each batch from the dataset,
@@ -126,6 +128,7 @@ class Population:
         eval_episodes: int = 10,
         eval_envs: int = 10,
         validation_batches: int = 10,
+        fqe_steps: int = 5_000,
         seed: int = 0,
         device: str = "cpu",
     ) -> None:
@@ -159,12 +162,14 @@ class Population:
         if env is not None:
             self.fitness = FitnessSpec("return", env=env, episodes=eval_episodes, envs=eval_envs)
             self.dataset, self.validation = dataset, None
+        elif not callable(getattr(cls, "loss", None)):  # no simulator, no imitation loss: off-policy evaluation
+            if validation is not None:
+                raise ConfigError(f"{algo} is judged by fitted Q evaluation on the training data: held-out demonstrations are for imitation algorithms")
+            if fqe_steps < 1:
+                raise ConfigError(f"fitted Q evaluation needs fqe_steps >= 1, not {fqe_steps}")
+            self.fitness = FitnessSpec("fqe", fqe_steps=fqe_steps)
+            self.dataset, self.validation = dataset, None
         else:
-            if not callable(getattr(cls, "loss", None)):
-                raise ConfigError(
-                    f"without an environment fitness is a held-out imitation loss, and {algo} has none: "
-                    "give --env, or search an imitation algorithm (bc, discrete_bc, ...)"
-                )
             self.fitness = FitnessSpec("validation", batches=validation_batches)
             if validation is None:
                 try:

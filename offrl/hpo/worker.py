@@ -28,6 +28,7 @@ from offrl.data.replay import ReplayBuffer
 from offrl.data.sampler import MixedSampler, UniformSampler
 from offrl.data.tree import tree_map
 from offrl.hpo.mutation import Mutation, apply_mutation
+from offrl.ope import algo_policy, fitted_q_evaluation
 from offrl.train.collector import Collector
 from offrl.train.evaluate import evaluate, make_vector_env
 from offrl.train.run import MetricAccumulator, eval_seed, make_offline_sampler, prepare_training_data
@@ -35,14 +36,17 @@ from offrl.train.run import MetricAccumulator, eval_seed, make_offline_sampler, 
 
 @dataclasses.dataclass
 class FitnessSpec:
-    """How members are judged: ``"return"`` (mean return of ``episodes`` greedy episodes in ``env``) or
-    ``"validation"`` (minus the imitation loss on ``batches`` batches of held-out data)."""
+    """How members are judged: ``"return"`` (mean return of ``episodes`` greedy episodes in ``env``),
+    ``"validation"`` (minus the imitation loss on ``batches`` batches of held-out data) or ``"fqe"``
+    (the greedy policy's discounted return on the dataset, estimated by fitted Q evaluation in
+    ``fqe_steps`` steps)."""
 
     kind: str
     env: str | None = None
     episodes: int = 10
     envs: int = 10
     batches: int = 10
+    fqe_steps: int = 5_000
 
 
 @dataclasses.dataclass
@@ -226,6 +230,9 @@ class MemberWorker:
                     episodes=spec.episodes, seed=eval_seed(seed, generation),
                 )
                 return float(result.mean_return)
+            if spec.kind == "fqe":
+                policy = algo_policy(self.algo)
+                return fitted_q_evaluation(policy, self.dataset, steps=spec.fqe_steps, seed=eval_seed(seed + 5, generation), device=self.device).value
             return -validation_loss(self.algo, self.validation, batches=spec.batches, seed=eval_seed(seed + 3, generation))
         finally:
             self.algo.train(True)

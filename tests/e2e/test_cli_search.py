@@ -54,8 +54,8 @@ def test_online_search_resume_and_evaluate_the_elite(workdir):
 
 def test_search_errors_are_one_line(workdir):
     assert_user_error(
-        offrl("search", "--algo", "td3_bc", "--dataset", "pend.hdf5", "--space", "lr=1e-4:1e-2:log", "--run-dir", "x", cwd=workdir, check=False),
-        "td3_bc has none: give --env",
+        offrl("search", "--algo", "td3_bc", "--dataset", "pend.hdf5", "--fqe-steps", "0", "--run-dir", "x", cwd=workdir, check=False),
+        "fitted Q evaluation needs fqe_steps >= 1",
     )
     assert_user_error(
         offrl("search", "--algo", "bc", "--dataset", "pend.hdf5", "--space", "lrr=1e-4:1e-2:log", "--run-dir", "x", cwd=workdir, check=False),

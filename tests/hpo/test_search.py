@@ -107,12 +107,21 @@ def test_resume_refuses_another_search_and_a_new_search_refuses_a_used_directory
 
 
 def test_without_an_environment_fitness_is_the_held_out_imitation_loss(pendulum_dataset, tmp_path):
-    with pytest.raises(ConfigError, match="td3_bc has none: give --env"):
-        Population("td3_bc", pendulum_dataset, size=2)
     population = Population("bc", pendulum_dataset, size=2, config=SMALL, validation_fraction=0.2)
     assert population.fitness.kind == "validation"
     assert population.dataset.num_episodes + population.validation.num_episodes == pendulum_dataset.num_episodes
     assert population.validation.num_episodes == 6
+
+
+def test_without_an_environment_other_algorithms_are_judged_by_fitted_q_evaluation(pendulum_dataset, tmp_path):
+    population = Population("td3_bc", pendulum_dataset, size=2, config=SMALL, fqe_steps=200)
+    assert population.fitness.kind == "fqe" and population.dataset is pendulum_dataset  # nothing held out
+    result = train_population(population, evo_steps=50, max_steps=100, run_dir=tmp_path / "s", progress=False)
+    fitness = [float(r["fitness"]) for r in read_rows(result.lineage)]
+    # Pendulum's rewards lie in [-16.3, 0]: a discounted return estimate is negative and above -16.3 / (1 - 0.99)
+    assert len(fitness) == 4 and all(-1630 < f < 0 for f in fitness)
+    with pytest.raises(ConfigError, match="held-out demonstrations are for imitation algorithms"):
+        Population("td3_bc", pendulum_dataset, size=2, validation=pendulum_dataset)
 
 
 def test_search_finds_learning_rates_far_better_than_a_bad_default(pendulum_dataset, tmp_path):
