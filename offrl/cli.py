@@ -217,12 +217,18 @@ class SearchArgs:
 
 @dataclasses.dataclass
 class EvalArgs:
-    """Evaluate a run's policy in an environment."""
+    """Evaluate a run's policy in an environment, or estimate its return from a dataset (--dataset: no simulator)."""
 
     run_dir: Positional[str]
     """Run directory (its latest checkpoint) or a checkpoint file."""
     env: str | None = None
     """Gymnasium environment id (default: the one the run evaluated on)."""
+    dataset: str | None = None
+    """Instead of rolling out: estimate the policy's discounted return from this dataset by fitted Q evaluation."""
+    fqe_steps: int = 5000
+    """With --dataset: regression steps of fitted Q evaluation."""
+    gamma: float = 0.99
+    """With --dataset: the discount of the estimated return."""
     episodes: int = 10
     """Number of episodes."""
     envs: int = 10
@@ -838,9 +844,11 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     saved = read_run_config(run_root) if run_root is not None else {}
     for module in [*saved.get("cli", {}).get("imports", []), *args.imports]:
         import_plugin(module)
+    if args.dataset:
+        return _estimate_from_data(args, run_path)
     env_id = args.env or saved.get("env")
     if not env_id:
-        raise OffrlError(f"{args.run_dir}: the run has no evaluation environment recorded; pass --env")
+        raise OffrlError(f"{args.run_dir}: the run has no evaluation environment recorded; pass --env (or --dataset to estimate from data)")
     meta, _ = read_checkpoint(run_path)
     algo = load_algo(run_path, device=resolve_device(args.device), optimizers=False).train(False)
     envs = make_vector_env(
@@ -860,6 +868,33 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
         print(json.dumps({**result.to_json(), "algo": meta["algo"], "step": meta["step"], "run": str(run_path)}))
     else:
         print(f"{meta['algo']} at step {meta['step']} on {env_id}: {_result_text(result)}")
+    return 0
+
+
+def _estimate_from_data(args: EvalArgs, run_path: Path) -> int:
+    """``offrl eval RUN --dataset DATA``: fitted Q evaluation of the run's greedy policy on DATA."""
+    from offrl.data.formats import load_dataset
+    from offrl.ope import algo_policy, fitted_q_evaluation
+    from offrl.train.checkpoint import load_algo, read_checkpoint
+    from offrl.train.run import resolve_device
+    from offrl.train.trainer import check_spaces
+
+    meta, _ = read_checkpoint(run_path)
+    device = resolve_device(args.device)
+    algo = load_algo(run_path, device=device, optimizers=False)
+    dataset = load_dataset(args.dataset)
+    check_spaces(algo, dataset)
+    result = fitted_q_evaluation(algo_policy(algo), dataset, steps=args.fqe_steps, gamma=args.gamma, seed=args.seed, device=device)
+    if args.json:
+        print(json.dumps({
+            "algo": meta["algo"], "step": meta["step"], "run": str(run_path), "dataset": args.dataset, "method": "fitted_q_evaluation",
+            "estimated_return": result.value, "gamma": args.gamma, "initial_states": result.initial_states, "fqe_steps": args.fqe_steps,
+        }))
+    else:
+        print(
+            f"{meta['algo']} at step {meta['step']}, estimated from {args.dataset} by fitted Q evaluation: discounted return "
+            f"{result.value:.2f} (gamma {args.gamma:g}, from {result.initial_states} episode starts)"
+        )
     return 0
 
 

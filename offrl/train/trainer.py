@@ -269,7 +269,7 @@ def train(
     checkpoint_dir = run_dir / ckpt.CHECKPOINT_DIR
     checkpoint_every = checkpoint_every or eval_every or 10_000
     if dataset is not None:
-        _check_spaces(algo, dataset)
+        check_spaces(algo, dataset)
     if save_buffer is not None:
         save_buffer = Path(save_buffer)
         if not schedule.has_online_phase:
@@ -290,7 +290,7 @@ def train(
     if validation is not None:
         if not callable(getattr(algo, "loss", None)):
             raise OffrlError(f"{algo.name} has no imitation loss to validate with: validation is for the imitation algorithms")
-        _check_spaces(algo, validation)
+        check_spaces(algo, validation)
     if lr_schedule not in LR_SCHEDULES:
         raise OffrlError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {lr_schedule!r}")
     if save_best not in (None, "validation", "success", "return"):
@@ -617,7 +617,8 @@ def _eval_text(result: EvalResult) -> str:
     return text
 
 
-def _check_spaces(algo: Algorithm, dataset: Dataset) -> None:
+def check_spaces(algo: Algorithm, dataset: Dataset) -> None:
+    """One error line naming the file when ``dataset``'s observations or actions are not ``algo``'s."""
     algo_obs, data_obs = algo.observation_space, dataset.observation_space
     if getattr(algo_obs, "shape", None) != getattr(data_obs, "shape", None) or type(algo_obs) is not type(data_obs):
         raise OffrlError(f"{dataset.source}: observations {data_obs} do not match the algorithm's {algo_obs}")

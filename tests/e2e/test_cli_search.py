@@ -30,6 +30,9 @@ def test_search_resume_and_evaluate_the_elite(workdir):
 
     evaluated = json.loads(offrl("eval", "runs/search/elite", "--episodes", "2", "--json", cwd=workdir).stdout)
     assert evaluated["algo"] == "td3_bc" and evaluated["step"] == 150 and evaluated["episodes"] == 2
+    # no simulator: the elite's return estimated from the data by fitted Q evaluation
+    estimated = json.loads(offrl("eval", "runs/search/elite", "--dataset", "pend.hdf5", "--fqe-steps", "300", "--json", cwd=workdir).stdout)
+    assert estimated["method"] == "fitted_q_evaluation" and -1630 < estimated["estimated_return"] < 0
 
 
 def test_online_search_resume_and_evaluate_the_elite(workdir):
