@@ -11,7 +11,7 @@ with a leading member axis, each member stepping with its own learning rates) ag
 trained one after another; repetitions alternate which goes first. Members are counted: N members of S
 steps each are N x S steps.
 
-quality: at an equal budget of gradient steps (population x generations x evo_steps), with the paper's
+quality (--fqe: members judged without a simulator, by fitted Q evaluation on the dataset): at an equal budget of gradient steps (population x generations x evo_steps), with the paper's
 settings (benchmarks/quality.py): the evolved population's elite; random search over the same space
 (N configurations drawn from it, each trained generations x evo_steps steps, the best by the same
 fitness kept); and one run of the default configuration trained for the whole budget (and, for
@@ -111,8 +111,8 @@ def quality(args: argparse.Namespace) -> str:
     dataset = load(args.dataset)
     env = parse_name(args.dataset).env_id if parse_name(args.dataset) else args.env
     base = settings(args.algo, args.dataset, len(dataset))
-    population = Population(args.algo, dataset, size=args.population, env=env, config=base, eval_episodes=args.eval_episodes,
-                            eval_envs=args.eval_episodes, seed=args.seed)
+    population = Population(args.algo, dataset, size=args.population, env=None if args.fqe else env, config=base,
+                            eval_episodes=args.eval_episodes, eval_envs=args.eval_episodes, fqe_steps=args.fqe_steps, seed=args.seed)
     lineage_steps = args.evo_steps * args.generations
     budget = lineage_steps * args.population
     fresh_return = fresh_judge(population, env, args.final_episodes)
@@ -155,11 +155,13 @@ def quality(args: argparse.Namespace) -> str:
     table = markdown_table(["method", "fitness (search's episodes)", f"return, {args.final_episodes} fresh episodes", "minutes", "hyperparameters"], rows)
     command = (f"python benchmarks/search.py quality --dataset {args.dataset} --algo {args.algo} --population {args.population} "
                f"--evo-steps {args.evo_steps} --generations {args.generations} --eval-episodes {args.eval_episodes} "
-               f"--final-episodes {args.final_episodes} --seed {args.seed}")
+               f"--final-episodes {args.final_episodes} --seed {args.seed}" + (f" --fqe --fqe-steps {args.fqe_steps}" if args.fqe else ""))
+    fitness = (f"fitted Q evaluation of the greedy policy on the dataset ({args.fqe_steps:,} steps; no simulator)" if args.fqe
+               else f"mean return of {args.eval_episodes} episodes")
     return (f"Command: `{command}`. Budget: {budget:,} gradient steps per method ({args.population} members x "
             f"{args.generations} generations x {args.evo_steps} steps; random search: {args.population} configurations x "
             f"{lineage_steps:,} steps; default: one run of {budget:,} steps, and one of {lineage_steps:,} for reference). {args.algo} with the paper's settings on "
-            f"{args.dataset} ({len(dataset):,} transitions); fitness: mean return of {args.eval_episodes} episodes; the search "
+            f"{args.dataset} ({len(dataset):,} transitions); fitness (selection and judging): {fitness}; the search "
             f"space is offrl's default for {args.algo} ({', '.join(h.to_text() for h in population.space)}).\n\n{table}")
 
 
@@ -268,6 +270,8 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=6)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--final-episodes", type=int, default=10)
+    parser.add_argument("--fqe", action="store_true", help="quality: judge without a simulator, by fitted Q evaluation")
+    parser.add_argument("--fqe-steps", type=int, default=5000)
     parser.add_argument("--online-env", default="InvertedDoublePendulum-v5", help="online: the environment")
     parser.add_argument("--online-algo", default="sac", help="online: the algorithm")
     parser.add_argument("--warmup-steps", type=int, default=5000, help="online: random-action transitions first")
