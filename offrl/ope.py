@@ -12,7 +12,11 @@ The policy is fixed while Q is fitted, so its actions on every next
 observation are computed once. Observations (vectors, or dicts of vectors) are
 standardized with the dataset's statistics; discrete actions enter one-hot.
 Rewards are divided by their largest magnitude while fitting and the estimate
-is scaled back.
+is scaled back. Regression targets are clipped to the returns the data's
+rewards allow (``min(0, r_min) / (1 - gamma)`` to ``max(0, r_max) / (1 - gamma)``):
+where the policy leaves the data, Q-functions extrapolate, and without the
+bounds the fitted values of such a policy can grow without limit. Clipping
+keeps them possible, not right: FQE favours policies that leave the data.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ def fitted_q_evaluation(
     rewards = torch.as_tensor(dataset.rewards, dtype=torch.float32, device=device)
     scale = float(rewards.abs().max()) or 1.0
     rewards = rewards / scale
+    low, high = min(0.0, float(rewards.min())) / (1 - gamma), max(0.0, float(rewards.max())) / (1 - gamma)
     alive = 1.0 - torch.as_tensor(dataset.terminals, dtype=torch.float32, device=device)
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -84,7 +89,7 @@ def fitted_q_evaluation(
     for step in range(steps):
         rows = torch.randint(len(x), (batch_size,), generator=generator).to(device)
         with torch.no_grad():
-            y = rewards[rows] + gamma * alive[rows] * target(next_x[rows]).squeeze(-1)
+            y = (rewards[rows] + gamma * alive[rows] * target(next_x[rows]).squeeze(-1)).clamp_(low, high)
         loss = F.mse_loss(q(x[rows]).squeeze(-1), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -41,7 +41,7 @@ def test_fitted_q_evaluation_ranks_policies_and_estimates_the_good_one(pendulum_
     bad = fitted_q_evaluation(still, data, steps=5000, gamma=GAMMA)
     starts, _ = data.episode_bounds
     truth = np.mean([discounted_return(pump, data.observations[s]) for s in starts[:30]])
-    # measured: the scripted controller -109 (true -130), a motionless pendulum -396 (true about -600)
+    # measured: the scripted controller -125 (true -130), a motionless pendulum -398 (true about -600)
     assert good.value > bad.value + 150, (good.value, bad.value)
     assert abs(good.value - truth) < 0.3 * abs(truth), (good.value, truth)
     assert good.initial_states == data.num_episodes
