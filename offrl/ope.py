@@ -31,8 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from offrl.data.dataset import Dataset
+from offrl.data.tree import tree_first, tree_map
 from offrl.errors import OffrlError
 from offrl.nn.layers import MLP
+from offrl.rollout import to_tensor
 
 Policy = Callable[[Any], torch.Tensor]  # a batch of raw observations (tensors) -> actions in the environment's space
 
@@ -109,11 +111,12 @@ def algo_policy(algo) -> Policy:
     """An offrl algorithm's greedy policy, for :func:`fitted_q_evaluation`."""
 
     def act(observations: Any) -> torch.Tensor:
+        training = algo.training
         algo.train(False)
         try:
             return algo.act(observations, deterministic=True)
         finally:
-            algo.train(True)
+            algo.train(training)
 
     return act
 
@@ -122,19 +125,15 @@ CHUNK = 65_536  # rows per policy call while precomputing actions
 
 
 def _act(policy: Policy, observations: Any, coder: "_ActionCoder", device: torch.device) -> torch.Tensor:
-    n = len(observations) if not isinstance(observations, dict) else len(next(iter(observations.values())))
     parts = []
-    for start in range(0, n, CHUNK):
-        chunk = _rows(observations, slice(start, start + CHUNK))
-        chunk = {k: torch.as_tensor(np.asarray(v), device=device) for k, v in chunk.items()} if isinstance(chunk, dict) else torch.as_tensor(np.asarray(chunk), device=device)
+    for start in range(0, len(tree_first(observations)), CHUNK):
+        chunk = to_tensor(_rows(observations, slice(start, start + CHUNK)), device)
         parts.append(coder.encode(policy(chunk), device))
     return torch.cat(parts)
 
 
 def _rows(observations: Any, index) -> Any:
-    if isinstance(observations, dict):
-        return {k: np.asarray(v[index]) for k, v in observations.items()}
-    return np.asarray(observations[index])
+    return tree_map(lambda column: np.asarray(column[index]), observations)
 
 
 class _Features:

@@ -424,7 +424,8 @@ def _train_generation(runner, population: Population, generation: int, evo_steps
     else:
         runner.set_interacting(online)
         pieces = _pieces(evo_steps, interaction.collect_every) if online else [evo_steps]
-        if online and members[0].env_steps == 0 and interaction.warmup_steps > 0:  # random actions, shared by all
+        first_online = online and members[0].steps - evo_steps < interaction.online_after  # every lineage has the same steps
+        if first_online and interaction.warmup_steps > 0:  # random actions, shared by all
             started = time.perf_counter()
             share = -(-interaction.warmup_steps // size)
             seeds = [_seed(seed, generation, slot, 4) for slot in range(size)]

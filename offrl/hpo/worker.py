@@ -26,7 +26,7 @@ from offrl.algos.registry import make_algo
 from offrl.data.dataset import Dataset
 from offrl.data.replay import ReplayBuffer
 from offrl.data.sampler import MixedSampler, UniformSampler
-from offrl.data.tree import tree_map
+from offrl.data.tree import tree_items, tree_map
 from offrl.hpo.mutation import Mutation, apply_mutation
 from offrl.ope import algo_policy, fitted_q_evaluation
 from offrl.train.collector import Collector
@@ -264,8 +264,8 @@ class TransitionLog:
         return all(
             np.isfinite(value).all()
             for key in ("observations", "actions", "rewards", "next_observations")
-            for value in (last[key].values() if isinstance(last[key], dict) else [last[key]])
-            if np.issubdtype(np.asarray(value).dtype, np.floating)
+            for _, value in tree_items(last[key], key)
+            if np.issubdtype(value.dtype, np.floating)
         )
 
     def drop_last(self) -> None:
