@@ -106,7 +106,7 @@ class BCQ(Algorithm):
         features = features.detach()
         with torch.no_grad():
             proposals = self.vae.decode(features)
-        actor_loss = -self.critic(features, self.actor(features, proposals), members=slice(0, 1)).mean()
+        actor_loss = -self.critic(features, self.actor(features, proposals), members=slice(0, 1), frozen=True).mean()
         step(self.optimizers["actor"], actor_loss)
         for target, online in self._targets:
             soft_update(target, online, cfg.tau)

@@ -150,7 +150,7 @@ class CQL(Algorithm):
         if self.num_updates < cfg.bc_steps:
             objective = self.actor.log_prob(actor_features, actions)
         else:
-            objective = self.critic(actor_features, new_actions).min(dim=0).values
+            objective = self.critic(actor_features, new_actions, frozen=True).min(dim=0).values
         actor_loss = (alpha * log_prob - objective).mean()
         metrics = {"actor_loss": actor_loss.detach(), "entropy": -log_prob.detach().mean()}
 

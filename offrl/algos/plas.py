@@ -91,7 +91,7 @@ class PLAS(Algorithm):
         loss, critic_metrics = critic_loss(self.critic, features, actions, targets)
         step(self.optimizers["critic"], loss)
 
-        actor_loss = -self.critic(features, self.policy(self.actor, features), members=slice(0, 1)).mean()
+        actor_loss = -self.critic(features, self.policy(self.actor, features), members=slice(0, 1), frozen=True).mean()
         step(self.optimizers["actor"], actor_loss)
         for target, online in self._targets:
             soft_update(target, online, cfg.tau)

@@ -61,7 +61,7 @@ def critic_targets(cfg: ReBRACConfig, actor_target, critic_target, next_features
 def actor_loss(cfg: ReBRACConfig, actor, critic, features, actions) -> tuple[torch.Tensor, dict]:
     policy_actions = actor(features)
     bc = (policy_actions - actions).pow(2).sum(-1)
-    q = critic(features, policy_actions).min(dim=0).values
+    q = critic(features, policy_actions, frozen=True).min(dim=0).values
     lmbda = 1.0 / q.abs().mean().detach() if cfg.normalize_q else 1.0
     loss = (cfg.actor_bc_coef * bc - lmbda * q).mean()
     return loss, {"actor_loss": loss.detach(), "bc_mse": bc.detach().mean()}

@@ -70,7 +70,7 @@ def gradient_diversity(critic: QEnsemble, features: torch.Tensor, actions: torch
 
 def actor_loss(actor: TanhGaussianPolicy, critic: QEnsemble, features, alpha: torch.Tensor, reduction: str):
     actions, log_prob = actor.sample(features)
-    q = critic(features, actions)
+    q = critic(features, actions, frozen=True)
     q = q.min(dim=0).values if reduction == "min" else q.mean(dim=0)
     loss = (alpha * log_prob - q).mean()
     return loss, log_prob.detach(), {"actor_loss": loss.detach(), "entropy": -log_prob.detach().mean()}

@@ -50,7 +50,7 @@ def smoothed_target_actions(actor_target, next_features, actions_like, noise: fl
 
 def actor_loss(actor, critic: QEnsemble, features, actions, alpha: float) -> tuple[torch.Tensor, dict]:
     policy_actions = actor(features)
-    q = critic(features, policy_actions, members=slice(0, 1))[0]  # Q1 only, as the papers
+    q = critic(features, policy_actions, members=slice(0, 1), frozen=True)[0]  # Q1 only, as the papers
     if alpha <= 0:
         loss = -q.mean()
         return loss, {"actor_loss": loss.detach()}

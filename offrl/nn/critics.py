@@ -16,6 +16,7 @@ class QEnsemble(nn.Module):
     ``actions`` may be ``[B, A]`` (one action per state), ``[B, K, A]`` (K
     actions per state, evaluated in the same pass: output ``[E, B, K]``), or
     ``[E, B, A]`` with ``features`` ``[E, B, F]`` (a different input per member).
+    ``frozen=True`` passes gradients to the inputs only (an actor's loss): no weight gradients are computed.
     """
 
     def __init__(
@@ -43,13 +44,15 @@ class QEnsemble(nn.Module):
             last_layer_scale=last_layer_scale,
         )
 
-    def forward(self, features: torch.Tensor, actions: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, actions: torch.Tensor, members: slice | None = None, *, frozen: bool = False
+    ) -> torch.Tensor:
         if actions.dim() == 3 and features.dim() == 2:
             batch, samples = actions.shape[:2]
             repeated = features.unsqueeze(1).expand(batch, samples, features.shape[-1])
             inputs = torch.cat([repeated, actions], dim=-1).reshape(batch * samples, -1)
-            return self.net(inputs, members).reshape(-1, batch, samples)
-        return self.net(torch.cat([features, actions], dim=-1), members).squeeze(-1)
+            return self.net(inputs, members, frozen).reshape(-1, batch, samples)
+        return self.net(torch.cat([features, actions], dim=-1), members, frozen).squeeze(-1)
 
 
 class ValueNetwork(nn.Module):

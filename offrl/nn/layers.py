@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch._C import _functorch
 from torch._functorch.pyfunctorch import temporarily_pop_interpreter_stack
 
@@ -145,8 +146,10 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: slice | None = None, frozen: bool = False) -> torch.Tensor:
         bias, weight = (self.bias, self.weight) if members is None else (self.bias[members], self.weight[members])
+        if frozen:  # gradients reach x only: the backward skips the weight and bias products
+            bias, weight = bias.detach(), weight.detach()
         if _functorch.is_batchedtensor(weight):
             return stacked_baddbmm(bias, x, weight)
         return torch.baddbmm(bias, x, weight)
@@ -178,23 +181,26 @@ class EnsembleMLP(nn.Module):
         self.act = activation(activation_name)
         initialize([(layer.weight, layer.bias) for layer in self.layers], init=init, last_layer_scale=last_layer_scale)
 
-    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: slice | None = None, frozen: bool = False) -> torch.Tensor:
+        """``frozen``: the output is differentiable in ``x`` only (an actor's loss through a critic), so the
+        backward computes no weight gradients, which that loss's optimizer would discard."""
         count = self.ensemble_size if members is None else len(range(*members.indices(self.ensemble_size)))
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(count, *x.shape)
-        if self.norms is not None:  # LayerNorm after the activation, as RLPD and ReBRAC place it
-            last = len(self.layers) - 1
-            for index, layer in enumerate(self.layers):
-                x = layer(x, members)
-                if index < last:
-                    x = self.norms[index](self.act(x))
-            return x
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
-            x = layer(x, members)
+            x = layer(x, members, frozen)
             if index < last:
                 x = self.act(x)
+                if self.norms is not None:  # LayerNorm after the activation, as RLPD and ReBRAC place it
+                    x = _layer_norm(self.norms[index], x, frozen)
         return x
+
+
+def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor, frozen: bool) -> torch.Tensor:
+    if not frozen:
+        return norm(x)
+    return F.layer_norm(x, norm.normalized_shape, norm.weight.detach(), norm.bias.detach(), norm.eps)
 
 
 def causal_attention_bias(mask: torch.Tensor, num_heads: int, *, tokens_per_step: int = 1) -> torch.Tensor:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from offrl.nn import (
@@ -44,6 +45,28 @@ def test_ensemble_mlp_shared_input_and_member_slice():
 def test_q_ensemble_shape():
     q = QEnsemble(3, 2, (16,), ensemble_size=4)
     assert q(torch.randn(6, 3), torch.randn(6, 2)).shape == (4, 6)
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_frozen_critic_passes_gradients_to_the_actions_only(layer_norm):
+    torch.manual_seed(0)
+    q = QEnsemble(3, 2, (16, 16), ensemble_size=2, layer_norm=layer_norm)
+    if layer_norm:  # away from LayerNorm's initial identity, so its parameters matter
+        for norm in q.net.norms:
+            torch.nn.init.normal_(norm.weight)
+            torch.nn.init.normal_(norm.bias)
+    features = torch.randn(6, 3)
+    results = {}
+    for frozen in (False, True):
+        actions = torch.randn(6, 2, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        q.zero_grad(set_to_none=True)
+        value = q(features, actions, members=slice(0, 1), frozen=frozen)
+        value.sum().backward()
+        results[frozen] = (value.detach(), actions.grad, [p.grad for p in q.parameters()])
+    torch.testing.assert_close(results[True][0], results[False][0])
+    torch.testing.assert_close(results[True][1], results[False][1])
+    assert all(grad is None for grad in results[True][2])
+    assert any(grad is not None and grad.abs().sum() > 0 for grad in results[False][2])
 
 
 def test_flat_encoder_normalizes_and_concatenates_dicts():
