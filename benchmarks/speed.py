@@ -18,6 +18,12 @@ TD3+BC gradient step needs (critic update every step, actor every second step, f
 backward, no wasted weight gradients), each timed alone as a contiguous ``torch.mm`` with the
 same threads, summed. No implementation of that step can be faster than this sum on this machine.
 
+For every algorithm, the matrix-product bound of offrl's own step is measured the same way, with
+the products' shapes read by the profiler from a few of offrl's updates (``--no-bound`` skips it).
+Where offrl's products are the algorithm's necessary ones (counted by hand for TD3+BC, SAC, IQL and
+CQL: nothing is computed twice or thrown away), the bound caps any implementation on this machine,
+and the table shows what share of it each library reaches.
+
 Data: a synthetic D4RL-layout file with Hopper's shapes (1000-step episodes; 1M transitions,
 100k with ``--quick``), read by offrl from the HDF5 file and by d3rlpy from the same arrays as npz.
 The table is appended to benchmarks/results/speed.md with machine, versions and date.
@@ -44,6 +50,7 @@ RESULTS = RESULTS_DIR / "speed.md"
 TITLE = ("Speed benchmark results\n\nRecorded by `python benchmarks/speed.py`: gradient steps per second of each library's "
          "training loop on the same data with the same settings, median over repetitions [min, max]")
 
+BOUND_WARMUP, BOUND_PROFILED = 4, 4  # updates before the profiled ones (PLAS's VAE pre-training among them), profiled
 # Steps per timed interval: about 3 s for the slower library on a 2-core CPU.
 INTERVALS = {"bc": 600, "td3": 300, "td3_bc": 300, "sac": 200, "iql": 200, "awac": 120, "crr": 150, "cql": 30,
              "cal_ql": 30, "bcq": 60, "plas": 60, "rebrac": 40, "dt": 100}
@@ -121,26 +128,96 @@ def floor_worker(job: dict[str, Any]) -> dict[str, Any]:
     add(actor, 0.5, input_grads="hidden")  # actor step every second update: actor forward and backward,
     add(critic, 0.5, weight_grads=False, input_grads="all")  # Q1 forward and its gradient with respect to the action
 
-    def timed(m: int, k: int, n: int) -> float:
-        a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
-        out = torch.empty(m, n, device=device)
-        samples = []
-        for _ in range(7):
-            for _ in range(5):
-                torch.mm(a, b, out=out)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(50):
-                torch.mm(a, b, out=out)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            samples.append((time.perf_counter() - start) / 50)
-        return statistics.median(samples)
-
-    seconds = sum(count * timed(*shape) for shape, count in shapes.items())
+    seconds = sum(count * matmul_seconds((1, *shape), device) for shape, count in shapes.items())
     flops = sum(count * 2 * m * k * n for (m, k, n), count in shapes.items())
     return {"seconds": seconds, "mflop": flops / 1e6}
+
+
+def matmul_seconds(shape: tuple[int, int, int, int], device) -> float:
+    """Median seconds of one contiguous ``[b, m, k] @ [b, k, n]`` product (``torch.mm`` when b is 1) alone."""
+    import torch
+
+    b, m, k, n = shape
+    if b == 1:
+        a, w, out, product = torch.randn(m, k, device=device), torch.randn(k, n, device=device), torch.empty(m, n, device=device), torch.mm
+    else:
+        a, w, out, product = torch.randn(b, m, k, device=device), torch.randn(b, k, n, device=device), torch.empty(b, m, n, device=device), torch.bmm
+    samples = []
+    for _ in range(7):
+        for _ in range(5):
+            product(a, w, out=out)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(20):
+            product(a, w, out=out)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        samples.append((time.perf_counter() - start) / 20)
+    return statistics.median(samples)
+
+
+MATMULS = {"aten::mm": (0, 1), "aten::addmm": (1, 2), "aten::bmm": (0, 1), "aten::baddbmm": (1, 2)}  # operand positions
+
+
+def bound_worker(job: dict[str, Any]) -> dict[str, Any]:
+    """Seconds of the matrix products in one of offrl's gradient steps of ``job["algo"]``, each timed alone.
+
+    The products are read from the profiler (their shapes, over ``profiled`` updates after
+    ``warmup``), then each shape is timed as one contiguous mm/bmm. Nothing else an update does
+    (activations, losses, the optimizer, attention kernels) is counted: a step of that algorithm,
+    done with these products, cannot run faster on this machine.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    import offrl
+
+    torch.set_num_threads(job["threads"])
+    device = torch.device(job["device"])
+    dataset = offrl.load_dataset(job["hdf5"])
+    algo = offrl.make_algo(job["algo"], dataset.observation_space, dataset.action_space, seed=0, device=device,
+                           **job["settings"])
+    warmup, profiled = job["warmup"], job["profiled"]
+    calls, depth = 0, 0
+
+    def marked(method):
+        def run(batch):
+            nonlocal calls, depth
+            depth += 1
+            try:
+                if depth > 1:  # update_offline calling update: one step
+                    return method(batch)
+                calls += 1
+                if calls <= warmup:
+                    return method(batch)
+                with record_function("timed_update"):
+                    return method(batch)
+            finally:
+                depth -= 1
+        return run
+
+    algo.update, algo.update_offline = marked(algo.update), marked(algo.update_offline)
+    with tempfile.TemporaryDirectory() as work, profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        offrl.train_offline(algo, dataset, steps=warmup + profiled, eval_every=0, log_every=warmup + profiled, seed=0,
+                            run_dir=Path(work) / "run", progress=False, tensorboard=False)
+    events = prof.events()
+    windows = [(e.time_range.start, e.time_range.end) for e in events if e.name == "timed_update"]
+    counts: dict[tuple[int, int, int, int], int] = {}
+    for event in events:
+        if event.name not in MATMULS or not any(a <= event.time_range.start <= b for a, b in windows):
+            continue
+        parent = event.cpu_parent
+        while parent is not None and parent.name not in MATMULS:
+            parent = parent.cpu_parent
+        if parent is not None:  # counted with the product that called it
+            continue
+        left, right = (event.input_shapes[i] for i in MATMULS[event.name])
+        shape = (1, *left, right[-1]) if len(left) == 2 else (*left, right[-1])
+        counts[shape] = counts.get(shape, 0) + 1
+    seconds = sum(count * matmul_seconds(shape, device) for shape, count in counts.items()) / profiled
+    flops = sum(count * 2 * b * m * k * n for (b, m, k, n), count in counts.items()) / profiled
+    return {"seconds": seconds, "mflop": flops / 1e6, "products": sum(counts.values()) / profiled}
 
 
 # ---------------------------------------------------------------- driver
@@ -160,6 +237,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for both libraries")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=None, help="transitions in the dataset (default 1M; 100k with --quick)")
+    parser.add_argument("--no-bound", action="store_true", help="skip the per-algorithm matrix-product bound")
     parser.add_argument("--d3rlpy-python", default=str(ROOT / ".venv-d3rlpy" / "bin" / "python"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,7 +251,8 @@ def main() -> None:
     args = parse_args()
     if args.worker:
         job = json.loads(Path(args.worker).read_text())
-        result = floor_worker(job) if job["kind"] == "floor" else offrl_worker(job)
+        workers = {"floor": floor_worker, "bound": bound_worker, "train": offrl_worker}
+        result = workers[job["kind"]](job)
         print(json.dumps(result))
         return
     import numpy as np
@@ -189,7 +268,9 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"no speed settings for {', '.join(unknown)}: choose from {', '.join(INTERVALS)}")
     scale = 0.5 if args.quick else 1.0
-    results: dict[str, dict[str, list[float]]] = {name: {"offrl": [], "d3rlpy": [], "ratio": []} for name in algos}
+    results: dict[str, dict[str, list[float]]] = {
+        name: {"offrl": [], "d3rlpy": [], "ratio": [], "bound": []} for name in algos
+    }
     floors: list[float] = []
     versions: dict[str, str] = {}
     started = time.perf_counter()
@@ -216,6 +297,11 @@ def main() -> None:
                        "steps": interval * (args.intervals + 1),
                        "seed": rep, "device": args.device, "threads": args.threads}
                 order = ["offrl", "d3rlpy"] if rep % 2 == 0 else ["d3rlpy", "offrl"]
+                if not args.no_bound:  # the matrix products of offrl's step, timed right before the pair
+                    bound_job = {**job, "kind": "bound", "settings": speed_settings(algo, BOUND_WARMUP),
+                                 "warmup": BOUND_WARMUP, "profiled": BOUND_PROFILED}
+                    bound = run_worker([sys.executable, __file__, "--worker"], bound_job, work, f"{algo}-bound")
+                    results[algo]["bound"].append(1 / bound["seconds"])
                 rates = {}
                 for library in order:
                     if library == "offrl":
@@ -226,8 +312,9 @@ def main() -> None:
                     rates[library] = statistics.median(out["steps_per_sec"])
                     results[algo][library].append(rates[library])
                 results[algo]["ratio"].append(rates["offrl"] / rates["d3rlpy"])
+                bound_text = f"  matmul bound {results[algo]['bound'][-1]:7.1f}" if results[algo]["bound"] else ""
                 print(f"rep {rep}: {algo:7s} offrl {rates['offrl']:7.1f}  d3rlpy {rates['d3rlpy']:7.1f}  "
-                      f"x{rates['offrl'] / rates['d3rlpy']:.2f}", flush=True)
+                      f"x{rates['offrl'] / rates['d3rlpy']:.2f}{bound_text}", flush=True)
 
     rows = []
     for algo in algos:
@@ -239,6 +326,20 @@ def main() -> None:
     lines = [f"offrl {versions.get('offrl')}, d3rlpy {versions.get('d3rlpy')}; {args.threads} torch threads, device "
              f"{args.device}; {args.size:,} transitions (Hopper shapes); {args.reps} repetition(s) x {args.intervals} timed "
              f"interval(s) per process; wall {time.perf_counter() - started:.0f} s", "", table, ""]
+    if not args.no_bound:
+        lines += ["Matrix-product bound: the steps/s of offrl's step if it did nothing but its matrix products, each "
+                  "timed alone as one contiguous mm/bmm (shapes read by the profiler from offrl's own update; "
+                  "measured right before each pair). Each library's rate is given as a share of the bound of its "
+                  "repetition; 3x d3rlpy is within reach only where d3rlpy runs below a third of it.", ""]
+        bound_rows = []
+        for algo in algos:
+            bounds = results[algo]["bound"]
+            offrl_share = [100 * r / b for r, b in zip(results[algo]["offrl"], bounds)]
+            d3rlpy_share = [100 * r / b for r, b in zip(results[algo]["d3rlpy"], bounds)]
+            reach = "yes" if statistics.median(d3rlpy_share) < 100 / 3 else "no"
+            bound_rows.append([algo, summary(bounds, 1), summary(offrl_share), summary(d3rlpy_share), reach])
+        lines += [markdown_table(["algorithm", "bound steps/s", "offrl % of bound", "d3rlpy % of bound",
+                                  "3x d3rlpy possible"], bound_rows), ""]
     if floors:
         shares = [rate * floor * 100 for rate, floor in zip(results["td3_bc"]["offrl"], floors)]
         lines.append(f"TD3+BC matmul floor (batch 256, 256x256, measured before each TD3+BC pair): "
