@@ -25,7 +25,7 @@ from offrl.algos.common import evaluating, step
 from offrl.algos.registry import register
 from offrl.data.sequences import SequenceBatch
 from offrl.nn.encoders import EncoderConfig, encode_sequence, make_trunk
-from offrl.nn.layers import causal_attention_bias
+from offrl.nn.layers import Dropout, causal_attention_bias, transformer_blocks
 from offrl.rollout import RolloutPolicy, to_tensor
 
 
@@ -60,11 +60,8 @@ class CausalTransformer(nn.Module):
         self.embed = nn.Linear(in_dim, config.embed_dim)
         self.position = nn.Parameter(torch.zeros(1, config.context_length, config.embed_dim))
         nn.init.normal_(self.position, std=0.02)
-        self.dropout = nn.Dropout(config.dropout)
-        block = nn.TransformerEncoderLayer(
-            config.embed_dim, config.num_heads, 4 * config.embed_dim, config.dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.blocks = nn.TransformerEncoder(block, config.num_layers, enable_nested_tensor=False)
+        self.dropout = Dropout(config.dropout)
+        self.blocks = transformer_blocks(config.embed_dim, config.num_heads, config.num_layers, config.dropout)
         self.norm = nn.LayerNorm(config.embed_dim)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

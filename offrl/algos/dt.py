@@ -29,7 +29,7 @@ from offrl.algos.common import evaluating, step
 from offrl.algos.registry import register
 from offrl.data.sequences import SequenceBatch
 from offrl.nn.encoders import EncoderConfig, encode_sequence, make_trunk
-from offrl.nn.layers import causal_attention_bias
+from offrl.nn.layers import Dropout, causal_attention_bias, transformer_blocks
 from offrl.rollout import RolloutPolicy, to_tensor
 
 
@@ -61,11 +61,8 @@ class DecisionTransformerModel(nn.Module):
         self.embed_state = nn.Linear(obs_dim, d)
         self.embed_action = nn.Linear(action_dim, d)
         self.embed_norm = nn.LayerNorm(d)
-        self.dropout = nn.Dropout(cfg.dropout)
-        block = nn.TransformerEncoderLayer(
-            d, cfg.num_heads, 4 * d, cfg.dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.blocks = nn.TransformerEncoder(block, cfg.num_layers, enable_nested_tensor=False)
+        self.dropout = Dropout(cfg.dropout)
+        self.blocks = transformer_blocks(d, cfg.num_heads, cfg.num_layers, cfg.dropout)
         self.final_norm = nn.LayerNorm(d)
         # continuous: a tanh action in [-1, 1]; discrete: logits over the actions
         self.predict_action = nn.Linear(d, action_dim) if discrete else nn.Sequential(nn.Linear(d, action_dim), nn.Tanh())

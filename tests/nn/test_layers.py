@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from offrl.algos import make_algo
 from offrl.nn import (
     ActionScaler,
     EnsembleLinear,
@@ -15,6 +16,7 @@ from offrl.nn import (
     TanhGaussianPolicy,
     gaussian_log_prob,
 )
+from offrl.nn.layers import Dropout
 
 
 def test_ensemble_linear_equals_independent_linears():
@@ -67,6 +69,30 @@ def test_frozen_critic_passes_gradients_to_the_actions_only(layer_norm):
     torch.testing.assert_close(results[True][1], results[False][1])
     assert all(grad is None for grad in results[True][2])
     assert any(grad is not None and grad.abs().sum() > 0 for grad in results[False][2])
+
+
+def test_dropout_keeps_one_minus_p_scaled_and_passes_the_same_mask_back():
+    torch.manual_seed(0)
+    drop = Dropout(0.1)
+    x = torch.full((1000, 1000), 2.0, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.002  # 1e6 draws: the standard error is 0.0003
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 2.0 / 0.9))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.9)
+    drop.eval()
+    assert drop(x) is x
+    assert Dropout(1.0)(x).abs().sum() == 0
+
+
+def test_transformer_algorithms_use_the_fast_dropout_everywhere_torch_exposes_one():
+    obs = gym.spaces.Box(-1, 1, (4,), np.float32)
+    act = gym.spaces.Box(-1, 1, (2,), np.float32)
+    for name in ("dt", "bc_transformer"):
+        algo = make_algo(name, obs, act, seed=0)
+        dropouts = [m for m in algo.modules() if isinstance(m, torch.nn.Dropout)]
+        assert len(dropouts) >= 4 and all(isinstance(m, Dropout) for m in dropouts), name
 
 
 def test_flat_encoder_normalizes_and_concatenates_dicts():
