@@ -93,11 +93,19 @@ def with_fast_dropout(module: nn.Module) -> nn.Module:
 
 
 def transformer_blocks(embed_dim: int, num_heads: int, num_layers: int, dropout: float) -> nn.TransformerEncoder:
-    """GPT-style pre-norm blocks (GELU, 4x feed-forward width), torch's layers with offrl's ``Dropout``."""
+    """GPT-2 pre-norm blocks (GELU, 4x feed-forward width) from torch's layers, with offrl's ``Dropout``.
+
+    Dropout as GPT-2 (and the Decision Transformer, CORL and robomimic code) places it: on the
+    attention weights and on each residual branch, not on the feed-forward hidden layer, where
+    torch's ``TransformerEncoderLayer`` adds one more.
+    """
     block = nn.TransformerEncoderLayer(
         embed_dim, num_heads, 4 * embed_dim, dropout, activation="gelu", batch_first=True, norm_first=True
     )
-    return with_fast_dropout(nn.TransformerEncoder(block, num_layers, enable_nested_tensor=False))
+    blocks = nn.TransformerEncoder(block, num_layers, enable_nested_tensor=False)
+    for layer in blocks.layers:
+        layer.dropout = nn.Identity()  # linear2(dropout(gelu(linear1(x)))) -> linear2(gelu(linear1(x)))
+    return with_fast_dropout(blocks)
 
 
 class MLP(nn.Sequential):

@@ -86,13 +86,17 @@ def test_dropout_keeps_one_minus_p_scaled_and_passes_the_same_mask_back():
     assert Dropout(1.0)(x).abs().sum() == 0
 
 
-def test_transformer_algorithms_use_the_fast_dropout_everywhere_torch_exposes_one():
+def test_transformer_blocks_place_dropout_as_gpt2_and_use_the_fast_one():
     obs = gym.spaces.Box(-1, 1, (4,), np.float32)
     act = gym.spaces.Box(-1, 1, (2,), np.float32)
     for name in ("dt", "bc_transformer"):
         algo = make_algo(name, obs, act, seed=0)
         dropouts = [m for m in algo.modules() if isinstance(m, torch.nn.Dropout)]
         assert len(dropouts) >= 4 and all(isinstance(m, Dropout) for m in dropouts), name
+        layers = [m for m in algo.modules() if isinstance(m, torch.nn.TransformerEncoderLayer)]
+        # GPT-2's placement: attention and residual dropout, none on the 4x feed-forward hidden layer
+        assert layers and all(isinstance(layer.dropout, torch.nn.Identity) for layer in layers), name
+        assert all(layer.self_attn.dropout == 0.1 and layer.dropout2.p == 0.1 for layer in layers), name
 
 
 def test_flat_encoder_normalizes_and_concatenates_dicts():
