@@ -4,8 +4,9 @@ Chen et al. 2021, "Decision Transformer: Reinforcement Learning via Sequence
 Modeling", with CORL's locomotion settings: context 20, embedding 128, three
 layers, one head, dropout 0.1 (on embeddings, attention weights and residual
 branches, as GPT-2), AdamW (1e-4, weight decay 1e-4) with a 10,000 step
-linear warm-up, gradient clipping 0.25, batch 64, returns scaled by 1/1000. The action of each step is predicted from its state token, trained
-by MSE on real (unpadded) steps. Acting is conditioned on a target return
+linear warm-up, gradient clipping 0.25, batch 64, returns scaled by 1/1000.
+The action of each step is predicted from its state token, trained by MSE on
+real (unpadded) steps. Acting is conditioned on a target return
 (default: the dataset's best episode return) that decreases by each reward
 received, with the last ``context_length`` steps as context.
 
