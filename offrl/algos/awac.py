@@ -40,8 +40,9 @@ class AWACConfig(EncoderConfig):
 
 def weighted_log_likelihood(actor, critic, features, actions, awac_lambda: float, max_weight: float):
     with torch.no_grad():
-        q = critic(features, actions).min(dim=0).values
-        v = critic(features, actor.sample(features)).min(dim=0).values
+        # Q at the data action and at one policy sample (the value's estimate) in one pass: [B, 2]
+        both = critic(features, torch.stack([actions, actor.sample(features)], dim=1)).min(dim=0).values
+        q, v = both[:, 0], both[:, 1]
         weights = advantage_weights(q - v, 1.0 / awac_lambda, max_weight)
     loss = -(weights * actor.log_prob(features, actions)).mean()
     return loss, {"actor_loss": loss.detach(), "weight_mean": weights.mean(), "advantage_mean": (q - v).mean()}

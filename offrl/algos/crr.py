@@ -47,10 +47,10 @@ class CRRConfig(EncoderConfig):
 
 def filtered_regression(actor, critic, features, actions, cfg: CRRConfig) -> tuple[torch.Tensor, dict]:
     with torch.no_grad():
-        q = critic(features, actions).min(dim=0).values
-        count = cfg.num_sampled_actions
-        sampled = actor.sample(features, samples=count)
-        q_sampled = critic(features, sampled).min(dim=0).values  # [B, K], one pass
+        sampled = actor.sample(features, samples=cfg.num_sampled_actions)
+        # the data action and the K sampled ones through the critics in one pass: [B, 1 + K]
+        q_all = critic(features, torch.cat([actions.unsqueeze(1), sampled], dim=1)).min(dim=0).values
+        q, q_sampled = q_all[:, 0], q_all[:, 1:]
         baseline = q_sampled.mean(dim=1) if cfg.advantage_type == "mean" else q_sampled.max(dim=1).values
         advantage = q - baseline
         if cfg.weight_type == "binary":
