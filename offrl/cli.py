@@ -452,6 +452,7 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
         runs = [(seed, dataclasses.replace(args, seed=seed, run_dir=str(group / f"seed-{seed}"), seeds=1), argv) for seed in seeds]
 
     from offrl.data.formats import load_dataset
+    from offrl.train.run import resolve_device
     from offrl.train.seed_group import run_seed_group
 
     loaded: dict[str, object] = {}
@@ -472,7 +473,9 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
         return train_seed
 
     if args.batch_seeds:
-        print(f"{len(runs)} seeds trained as one batched model")
+        on_cpu = resolve_device(args.device).type == "cpu"
+        hint = "; on a CPU, --no-batch-seeds is usually faster (docs/performance.md)" if on_cpu else ""
+        print(f"{len(runs)} seeds trained as one batched model{hint}")
         for index, (seed, run_args, _) in enumerate(runs):
             print(f"seed {seed} ({index + 1} of {len(runs)}): {run_args.run_dir or run_args.resume}")
         runs = [(seed, dataclasses.replace(a, progress=a.progress and i == 0), v) for i, (seed, a, v) in enumerate(runs)]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.data.test_formats import write_d4rl
 
@@ -152,6 +153,7 @@ def test_seeds_train_one_run_per_seed_and_summarize(workdir):
               "--set", "hidden_dims=16,16", "--no-progress"]
     out = offrl("train", "--algo", "bc", *common, "--seed", "3", "--seeds", "3", "--run-dir", "runs/bc-seeds", cwd=workdir).stdout
     assert "3 seeds trained as one batched model" in out
+    assert ("on a CPU, --no-batch-seeds is usually faster" in out) == (not torch.cuda.is_available())  # device auto
     group = workdir / "runs/bc-seeds"
     assert sorted(p.name for p in group.iterdir()) == ["seed-3", "seed-4", "seed-5", "seeds.json"]
     summary = json.loads((group / "seeds.json").read_text())
