@@ -138,10 +138,9 @@ def matmul_seconds(shape: tuple[int, int, int, int], device) -> float:
     import torch
 
     b, m, k, n = shape
-    if b == 1:
-        a, w, out, product = torch.randn(m, k, device=device), torch.randn(k, n, device=device), torch.empty(m, n, device=device), torch.mm
-    else:
-        a, w, out, product = torch.randn(b, m, k, device=device), torch.randn(b, k, n, device=device), torch.empty(b, m, n, device=device), torch.bmm
+    lead = () if b == 1 else (b,)
+    a, w, out = (torch.randn(*lead, rows, cols, device=device) for rows, cols in ((m, k), (k, n), (m, n)))
+    product = torch.bmm if lead else torch.mm
     samples = []
     for _ in range(7):
         for _ in range(5):
@@ -179,25 +178,17 @@ def bound_worker(job: dict[str, Any]) -> dict[str, Any]:
     algo = offrl.make_algo(job["algo"], dataset.observation_space, dataset.action_space, seed=0, device=device,
                            **job["settings"])
     warmup, profiled = job["warmup"], job["profiled"]
-    calls, depth = 0, 0
+    update_offline, calls = algo.update_offline, 0
 
-    def marked(method):
-        def run(batch):
-            nonlocal calls, depth
-            depth += 1
-            try:
-                if depth > 1:  # update_offline calling update: one step
-                    return method(batch)
-                calls += 1
-                if calls <= warmup:
-                    return method(batch)
-                with record_function("timed_update"):
-                    return method(batch)
-            finally:
-                depth -= 1
-        return run
+    def marked(batch):  # train_offline makes every step an update_offline call
+        nonlocal calls
+        calls += 1
+        if calls <= warmup:
+            return update_offline(batch)
+        with record_function("timed_update"):
+            return update_offline(batch)
 
-    algo.update, algo.update_offline = marked(algo.update), marked(algo.update_offline)
+    algo.update_offline = marked
     with tempfile.TemporaryDirectory() as work, profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         offrl.train_offline(algo, dataset, steps=warmup + profiled, eval_every=0, log_every=warmup + profiled, seed=0,
                             run_dir=Path(work) / "run", progress=False, tensorboard=False)
