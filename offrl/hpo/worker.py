@@ -31,6 +31,7 @@ from offrl.hpo.mutation import Mutation, apply_mutation
 from offrl.ope import algo_policy, fitted_q_evaluation
 from offrl.train.collector import Collector
 from offrl.train.evaluate import evaluate, make_vector_env
+from offrl.train.memory import keep_freed_memory
 from offrl.train.run import MetricAccumulator, eval_seed, make_offline_sampler, prepare_training_data
 
 
@@ -155,6 +156,7 @@ class MemberWorker:
 
     def train(self, steps: int, *, seed: int) -> dict[str, float]:
         """``steps`` gradient steps on the shared data; the mean of each training metric."""
+        keep_freed_memory()  # as the trainer does (offrl.train.memory)
         torch.manual_seed(seed)
         sampler = self.sampler(seed)
         update = getattr(self.algo, self.update_method)

@@ -49,6 +49,7 @@ from offrl.train import checkpoint as ckpt
 from offrl.train.collector import Collector
 from offrl.train.evaluate import EvalResult, check_env_compatible, evaluate, make_vector_env, video_suffix
 from offrl.train.logging import MetricsLogger
+from offrl.train.memory import keep_freed_memory
 from offrl.train.plot import plot_run
 from offrl.train.progress import TrainingProgress
 from offrl.train.run import (
@@ -500,6 +501,7 @@ def train(
                 counters["env_steps"] += collector.step(explore)
             algo.train(True)
 
+    keep_freed_memory()  # freed activations stay in the heap for the next step (offrl.train.memory)
     enlist(algo)  # no-op unless this thread trains one seed of a batched group
     step, last_eval, interrupted, saved_final = start_step, None, False, False
     display = TrainingProgress(total=total, start=step, enabled=progress, label=f"{algo.name} ({schedule.mode})")
