@@ -54,6 +54,10 @@ class QImitationNetwork(nn.Module):
         features = self.trunk(observations)
         return self.q_head(features), self.imitation_head(features)
 
+    def q_values(self, observations) -> torch.Tensor:
+        """The Q head alone (the target network's part of the TD target)."""
+        return self.q_head(self.trunk(observations))
+
 
 def allowed_greedy(q_values: torch.Tensor, logits: torch.Tensor, threshold: float) -> torch.Tensor:
     """The highest-valued action among those whose behaviour probability is above ``threshold`` times the largest."""
@@ -82,7 +86,7 @@ class DiscreteBCQ(Algorithm):
             next_observations = self.encoder(batch.next_observations)
             next_q, next_logits = self.net(next_observations)
             next_actions = allowed_greedy(next_q, next_logits, cfg.threshold)
-            next_values = chosen(self.net_target(next_observations)[0], next_actions)
+            next_values = chosen(self.net_target.q_values(next_observations), next_actions)
         q_values, logits = self.net(observations)
         q_loss = td_loss(chosen(q_values, batch.actions), next_values, batch, cfg.discount, cfg.huber_kappa)
         imitation, metrics = imitation_loss(logits, batch.actions, cfg.logit_penalty)
