@@ -14,10 +14,12 @@ algorithm and library, and the spread over seeds. On MinAtar both libraries use 
 network (one 16-filter 3x3 convolution, 128 features: offrl's ``encoder=minatar``, d3rlpy's
 ``PixelEncoderFactory(filters=[[16, 3, 1]])``) on the 10x10 0/1 channels.
 
-speed: gradient steps per second of discrete CQL with the Nature-DQN CNN on 84x84 uint8 frames,
-4 frames stacked at sampling time from single stored frames (offrl's FrameStackSampler, d3rlpy's
-FrameStackTransitionPicker), batch 32, each library's own training loop in a fresh process,
-alternating which goes first.
+speed: gradient steps per second of every discrete algorithm both libraries have (BC, BCQ, CQL, DQN,
+Double DQN) on vector observations (LunarLander's shapes: 8 floats, 4 actions) with each library's
+default network (two 256-wide layers) and d3rlpy's default batch sizes and learning rates; and of
+discrete CQL with the Nature-DQN CNN on 84x84 uint8 frames, 4 frames stacked at sampling time from
+single stored frames (offrl's FrameStackSampler, d3rlpy's FrameStackTransitionPicker), batch 32.
+Each library's own training loop in a fresh process, alternating which goes first.
 
 Both record their tables in benchmarks/results/discrete.md with machine, versions and date.
 """
@@ -77,9 +79,22 @@ ENVS: dict[str, dict[str, Any]] = {
     },
 }
 IN_D3RLPY = {"discrete_bc", "discrete_bcq", "discrete_cql", "dqn", "double_dqn"}
-SPEED = {"discrete_cql": {"lr": 6.25e-5, "batch_size": 32, "encoder": "nature", "encoder_features": 512, "frame_stack": 4,
-                          "hidden_dims": (), "target_update_interval": 8000, "discount": 0.99, "cql_alpha": 1.0,
-                          "double_q": True, "quantiles": 0}}
+# Speed rows: (algorithm, data, steps per timed interval: 1-10 s on 2 cores, settings).
+# d3rlpy's defaults (Dopamine's Atari DQN for the Q-learners), two 256-wide layers on vectors.
+VECTOR_Q = {"lr": 6.25e-5, "batch_size": 32, "hidden_dims": (256, 256), "target_update_interval": 8000, "discount": 0.99,
+            "normalize_observations": False}
+SPEED: dict[str, tuple[str, str, int, dict[str, Any]]] = {
+    "discrete_bc": ("discrete_bc", "vectors", 2000, {"lr": 1e-3, "batch_size": 100, "hidden_dims": (256, 256), "logit_penalty": 0.5,
+                                                   "normalize_observations": False}),
+    "discrete_bcq": ("discrete_bcq", "vectors", 2000, {**VECTOR_Q, "threshold": 0.3, "logit_penalty": 1e-2}),
+    "discrete_cql": ("discrete_cql", "vectors", 2000, {**VECTOR_Q, "cql_alpha": 1.0, "double_q": True, "quantiles": 0}),
+    "dqn": ("dqn", "vectors", 2000, VECTOR_Q),
+    "double_dqn": ("double_dqn", "vectors", 2000, VECTOR_Q),
+    "discrete_cql_images": ("discrete_cql", "images", 40, {
+        "lr": 6.25e-5, "batch_size": 32, "encoder": "nature", "encoder_features": 512, "frame_stack": 4, "hidden_dims": (),
+        "target_update_interval": 8000, "discount": 0.99, "cql_alpha": 1.0, "double_q": True, "quantiles": 0}),
+}
+DATA_TEXT = {"vectors": "8-dim vectors, MLP 256x256", "images": "84x84 frames x 4, Nature CNN"}
 
 
 # ---------------------------------------------------------------- quality
@@ -216,31 +231,54 @@ def image_data(path: Path, size: int) -> Path:
     return path
 
 
+def vector_data(path: Path, size: int) -> Path:
+    """Synthetic LunarLander-shaped data: 8-dim float observations, 4 actions, episodes of 500 steps."""
+    rng = np.random.default_rng(0)
+    observations = rng.normal(size=(size + 1, 8)).astype(np.float32)
+    timeouts = (np.arange(size) % 500) == 499
+    np.savez(path, observations=observations[:-1], next_observations=observations[1:], actions=rng.integers(0, 4, size),
+             rewards=rng.normal(size=size).astype(np.float32), terminals=np.zeros(size, bool), timeouts=timeouts)
+    return path
+
+
 def speed(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="offrl-discrete-speed-"))
-    data = image_data(work / "frames.npz", args.size)
-    interval, intervals = args.interval, args.intervals
-    rates: dict[str, list[float]] = {"offrl": [], "d3rlpy": []}
+    unknown = [row for row in args.algos if row not in SPEED]
+    if unknown:
+        raise SystemExit(f"no speed settings for {', '.join(unknown)}: choose from {', '.join(SPEED)}")
+    kinds = {SPEED[row][1] for row in args.algos}
+    data = {kind: (image_data if kind == "images" else vector_data)(work / f"{kind}.npz", args.size) for kind in kinds}
+    intervals = args.intervals
+    rates = {row: {"offrl": [], "d3rlpy": []} for row in args.algos}
     for rep in range(args.reps):
         order = ("offrl", "d3rlpy") if rep % 2 == 0 else ("d3rlpy", "offrl")
-        for library in order:
-            job = {"mode": "speed", "algo": "discrete_cql", "settings": SPEED["discrete_cql"], "data": str(data), "seed": rep,
-                   "device": "cpu", "threads": args.threads, "interval": interval, "steps": interval * (intervals + 1)}
-            command = [args.d3rlpy_python, str(WORKER)] if library == "d3rlpy" else [sys.executable, __file__, "--worker"]
-            result = run_worker(command, job, work, f"{library}-speed-{rep}")
-            rates[library].append(statistics.median(result["steps_per_sec"]))
-            print(f"rep {rep} {library}: {rates[library][-1]:.1f} steps/s", flush=True)
-    ratio = [a / b for a, b in zip(rates["offrl"], rates["d3rlpy"])]
-    cell = lambda v: f"{statistics.median(v):.1f} [{min(v):.1f}, {max(v):.1f}]"  # noqa: E731
+        for row in args.algos:
+            algo, kind, interval, settings = SPEED[row]
+            interval = args.interval or interval
+            for library in order:
+                job = {"mode": "speed", "algo": algo, "settings": settings, "data": str(data[kind]), "seed": rep,
+                       "device": "cpu", "threads": args.threads, "interval": interval, "steps": interval * (intervals + 1)}
+                command = [args.d3rlpy_python, str(WORKER)] if library == "d3rlpy" else [sys.executable, __file__, "--worker"]
+                result = run_worker(command, job, work, f"{library}-{row}-{rep}")
+                rates[row][library].append(statistics.median(result["steps_per_sec"]))
+            print(f"rep {rep} {row:20s} offrl {rates[row]['offrl'][-1]:7.1f}  d3rlpy {rates[row]['d3rlpy'][-1]:7.1f} steps/s  "
+                  f"x{rates[row]['offrl'][-1] / rates[row]['d3rlpy'][-1]:.2f}", flush=True)
+    cell = lambda v, digits=1: f"{statistics.median(v):.{digits}f} [{min(v):.{digits}f}, {max(v):.{digits}f}]"  # noqa: E731
+    rows = []
+    for row in args.algos:
+        algo, kind, interval, settings = SPEED[row]
+        ratio = [a / b for a, b in zip(rates[row]["offrl"], rates[row]["d3rlpy"])]
+        rows.append([algo, DATA_TEXT[kind], settings["batch_size"], args.interval or interval, cell(rates[row]["offrl"]),
+                     cell(rates[row]["d3rlpy"]), cell(ratio, 2)])
     body = (
-        f"discrete CQL, Nature-DQN CNN (512 features), 84x84 uint8 frames x 4 stacked at sampling time, batch 32, "
-        f"{args.size:,} transitions, {args.threads} torch threads; each library's training loop in a fresh process, "
-        f"{args.reps} repetitions alternating order, {intervals} timed intervals of {interval} steps after a warm-up one; "
-        f"median [min, max] steps/s.\n\n"
-        + markdown_table(["algorithm", "offrl steps/s", f"d3rlpy {args.d3rlpy_version} steps/s", "offrl / d3rlpy"],
-                         [["discrete_cql (images)", cell(rates["offrl"]), cell(rates["d3rlpy"]), f"{cell(ratio)[:-1]}]x"]])
+        f"{args.size:,} transitions per dataset (8-dim vectors with 4 actions; single 84x84 uint8 frames stacked 4 at "
+        f"sampling time); {args.threads} torch threads; each library's training loop in a fresh process, {args.reps} "
+        f"repetitions alternating order, {intervals} timed intervals after a warm-up one; median [min, max] steps/s. "
+        f"Settings: `{json.dumps({row: SPEED[row][3] for row in args.algos})}`.\n\n"
+        + markdown_table(["algorithm", "data", "batch", "steps per interval", "offrl steps/s",
+                          f"d3rlpy {args.d3rlpy_version} steps/s", "offrl / d3rlpy"], rows)
     )
-    record(RESULTS, TITLE, "CNN training speed (`python benchmarks/discrete.py speed`)", body)
+    record(RESULTS, TITLE, f"training speed (`python benchmarks/discrete.py speed --algos {','.join(args.algos)}`)", body)
 
 
 def parse_args() -> argparse.Namespace:
@@ -250,7 +288,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--env", default="CartPole-v1", choices=sorted(ENVS))
     parser.add_argument("--expert", help="checkpoint of an earlier expert run (its evaluations.csv two levels up)")
-    parser.add_argument("--algos", default=",".join(QUALITY))
+    parser.add_argument("--algos", help=f"quality: offrl names (default {','.join(QUALITY)}); speed: rows (default "
+                                        f"{','.join(SPEED)})")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--epsilon", type=float, default=0.2)
@@ -258,10 +297,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--size", type=int, default=20_000)
-    parser.add_argument("--interval", type=int, default=40)
+    parser.add_argument("--interval", type=int, help="speed: steps per timed interval (default: each row's)")
     parser.add_argument("--intervals", type=int, default=3)
     args = parser.parse_args()
-    args.algos = args.algos.split(",")
+    args.algos = args.algos.split(",") if args.algos else list(QUALITY if args.mode == "quality" else SPEED)
     done = subprocess.run([args.d3rlpy_python, "-c", "import d3rlpy; print(d3rlpy.__version__)"], capture_output=True, text=True)
     args.d3rlpy_version = done.stdout.strip().splitlines()[-1] if done.returncode == 0 else "?"
     return args

@@ -43,7 +43,9 @@ def make_config(algo: str, s: dict[str, Any], pixels: bool):
     if algo == "discrete_bcq":
         return algos.DiscreteBCQConfig(
             gamma=s["discount"], action_flexibility=s["threshold"], beta=s["logit_penalty"],
-            target_update_interval=s["target_update_interval"], share_encoder=True, **common,
+            # offrl's BCQ shares a CNN trunk between its Q and imitation heads; on vectors (no trunk) its two
+            # heads are separate MLPs, as in the authors' code for non-image tasks
+            target_update_interval=s["target_update_interval"], share_encoder=pixels or s.get("encoder") == "minatar", **common,
         )
     if algo == "discrete_cql":
         if s["quantiles"] or not s["double_q"]:
