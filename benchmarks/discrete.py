@@ -221,20 +221,14 @@ def offrl_speed_worker(job: dict[str, Any]) -> dict[str, Any]:
     return {"steps_per_sec": rates[1:], "version": offrl.__version__}
 
 
-def image_data(path: Path, size: int) -> Path:
-    """Synthetic Atari-shaped data: single 84x84 uint8 frames, 4 actions, episodes of 500 steps."""
+def synthetic_data(path: Path, kind: str, size: int) -> Path:
+    """Synthetic data with 4 actions and episodes of 500 steps: ``images`` are Atari-shaped (single 84x84
+    uint8 frames), ``vectors`` LunarLander-shaped (8 floats)."""
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, size=(size + 1, 84, 84), dtype=np.uint8)
-    timeouts = (np.arange(size) % 500) == 499
-    np.savez(path, observations=frames[:-1], next_observations=frames[1:], actions=rng.integers(0, 4, size),
-             rewards=rng.normal(size=size).astype(np.float32), terminals=np.zeros(size, bool), timeouts=timeouts)
-    return path
-
-
-def vector_data(path: Path, size: int) -> Path:
-    """Synthetic LunarLander-shaped data: 8-dim float observations, 4 actions, episodes of 500 steps."""
-    rng = np.random.default_rng(0)
-    observations = rng.normal(size=(size + 1, 8)).astype(np.float32)
+    if kind == "images":
+        observations = rng.integers(0, 256, size=(size + 1, 84, 84), dtype=np.uint8)
+    else:
+        observations = rng.normal(size=(size + 1, 8)).astype(np.float32)
     timeouts = (np.arange(size) % 500) == 499
     np.savez(path, observations=observations[:-1], next_observations=observations[1:], actions=rng.integers(0, 4, size),
              rewards=rng.normal(size=size).astype(np.float32), terminals=np.zeros(size, bool), timeouts=timeouts)
@@ -247,14 +241,15 @@ def speed(args) -> None:
     if unknown:
         raise SystemExit(f"no speed settings for {', '.join(unknown)}: choose from {', '.join(SPEED)}")
     kinds = {SPEED[row][1] for row in args.algos}
-    data = {kind: (image_data if kind == "images" else vector_data)(work / f"{kind}.npz", args.size) for kind in kinds}
+    data = {kind: synthetic_data(work / f"{kind}.npz", kind, args.size) for kind in kinds}
     intervals = args.intervals
+    steps_per_interval = {row: args.interval or SPEED[row][2] for row in args.algos}
     rates = {row: {"offrl": [], "d3rlpy": []} for row in args.algos}
     for rep in range(args.reps):
         order = ("offrl", "d3rlpy") if rep % 2 == 0 else ("d3rlpy", "offrl")
         for row in args.algos:
-            algo, kind, interval, settings = SPEED[row]
-            interval = args.interval or interval
+            algo, kind, _, settings = SPEED[row]
+            interval = steps_per_interval[row]
             for library in order:
                 job = {"mode": "speed", "algo": algo, "settings": settings, "data": str(data[kind]), "seed": rep,
                        "device": "cpu", "threads": args.threads, "interval": interval, "steps": interval * (intervals + 1)}
@@ -266,9 +261,9 @@ def speed(args) -> None:
     cell = lambda v, digits=1: f"{statistics.median(v):.{digits}f} [{min(v):.{digits}f}, {max(v):.{digits}f}]"  # noqa: E731
     rows = []
     for row in args.algos:
-        algo, kind, interval, settings = SPEED[row]
+        algo, kind, _, settings = SPEED[row]
         ratio = [a / b for a, b in zip(rates[row]["offrl"], rates[row]["d3rlpy"])]
-        rows.append([algo, DATA_TEXT[kind], settings["batch_size"], args.interval or interval, cell(rates[row]["offrl"]),
+        rows.append([algo, DATA_TEXT[kind], settings["batch_size"], steps_per_interval[row], cell(rates[row]["offrl"]),
                      cell(rates[row]["d3rlpy"]), cell(ratio, 2)])
     body = (
         f"{args.size:,} transitions per dataset (8-dim vectors with 4 actions; single 84x84 uint8 frames stacked 4 at "

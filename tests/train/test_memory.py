@@ -9,7 +9,7 @@ from offrl.train import memory
 
 # A 64 MB tensor allocated, written and freed ten times: the page faults of the loop.
 FAULTS = """
-import json, resource, sys, torch
+import json, resource, torch
 from offrl.train.memory import keep_freed_memory
 applied = keep_freed_memory()
 def faults():
