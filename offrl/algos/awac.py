@@ -20,7 +20,7 @@ from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
 from offrl.nn.encoders import EncoderConfig
-from offrl.nn.heads import GaussianPolicy
+from offrl.nn.heads import GaussianPolicy, gaussian_log_prob
 
 
 @dataclasses.dataclass
@@ -39,12 +39,13 @@ class AWACConfig(EncoderConfig):
 
 
 def weighted_log_likelihood(actor, critic, features, actions, awac_lambda: float, max_weight: float):
+    distribution = actor(features)  # one actor pass: the value's sample and the data actions' log-density
     with torch.no_grad():
         # Q at the data action and at one policy sample (the value's estimate) in one pass: [B, 2]
-        both = critic(features, torch.stack([actions, actor.sample(features)], dim=1)).min(dim=0).values
+        both = critic(features, torch.stack([actions, actor.draw(distribution)], dim=1)).min(dim=0).values
         q, v = both[:, 0], both[:, 1]
         weights = advantage_weights(q - v, 1.0 / awac_lambda, max_weight)
-    loss = -(weights * actor.log_prob(features, actions)).mean()
+    loss = -(weights * gaussian_log_prob(*distribution, actions)).mean()
     return loss, {"actor_loss": loss.detach(), "weight_mean": weights.mean(), "advantage_mean": (q - v).mean()}
 
 

@@ -22,7 +22,7 @@ from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
 from offrl.nn.encoders import EncoderConfig
-from offrl.nn.heads import GaussianPolicy
+from offrl.nn.heads import GaussianPolicy, gaussian_log_prob
 
 
 @dataclasses.dataclass
@@ -46,8 +46,9 @@ class CRRConfig(EncoderConfig):
 
 
 def filtered_regression(actor, critic, features, actions, cfg: CRRConfig) -> tuple[torch.Tensor, dict]:
+    distribution = actor(features)  # one actor pass: the baseline's samples and the data actions' log-density
     with torch.no_grad():
-        sampled = actor.sample(features, samples=cfg.num_sampled_actions)
+        sampled = actor.draw(distribution, samples=cfg.num_sampled_actions)
         # the data action and the K sampled ones through the critics in one pass: [B, 1 + K]
         q_all = critic(features, torch.cat([actions.unsqueeze(1), sampled], dim=1)).min(dim=0).values
         q, q_sampled = q_all[:, 0], q_all[:, 1:]
@@ -57,7 +58,7 @@ def filtered_regression(actor, critic, features, actions, cfg: CRRConfig) -> tup
             weights = (advantage > 0).float()
         else:
             weights = advantage_weights(advantage, 1.0 / cfg.beta, cfg.max_weight)
-    loss = -(weights * actor.log_prob(features, actions)).mean()
+    loss = -(weights * gaussian_log_prob(*distribution, actions)).mean()
     return loss, {"actor_loss": loss.detach(), "weight_mean": weights.mean(), "advantage_mean": advantage.mean()}
 
 

@@ -94,7 +94,13 @@ class GaussianPolicy(nn.Module):
 
     def sample(self, features: torch.Tensor, samples: int | None = None) -> torch.Tensor:
         """Sampled actions; with ``samples``, that many per state from one forward pass: ``[B, samples, A]``."""
-        mean, log_std = per_sample(self(features), samples)
+        return self.draw(self(features), samples)
+
+    @staticmethod
+    def draw(distribution: tuple[torch.Tensor, torch.Tensor], samples: int | None = None) -> torch.Tensor:
+        """Actions drawn from a ``(mean, log_std)`` this policy returned, so that a loss that also needs the
+        log-density of the data actions (CRR, AWAC) runs the network once, not once for each."""
+        mean, log_std = per_sample(distribution, samples)
         noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype)
         return (mean + noise * log_std.exp()).clamp(-1.0, 1.0)
 
