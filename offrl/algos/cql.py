@@ -63,25 +63,24 @@ class CQLConfig(EncoderConfig):
     normalize_observations: bool = True  # standardize states with dataset statistics
 
 
-def sample_actions(actor: TanhGaussianPolicy, features: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` sampled actions per state: ``[B, count, A]`` and their log-densities ``[B, count]``."""
-    return actor.sample(features, samples=count)
+Distribution = tuple[torch.Tensor, torch.Tensor]  # the actor's (mean, log_std) at a batch of states
 
 
 def conservative_penalty(
     critic: QEnsemble,
-    actor: TanhGaussianPolicy,
     features: torch.Tensor,
-    next_features: torch.Tensor,
+    policy: Distribution,
+    next_policy: Distribution,
     q_data: torch.Tensor,
     cfg: CQLConfig,
     lower_bound: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """Per critic, ``T logsumexp(Q(s, a_i) / T) - Q(s, a_data)`` averaged over the batch: ``[E]``."""
+    """Per critic, ``T logsumexp(Q(s, a_i) / T) - Q(s, a_data)`` averaged over the batch: ``[E]``, with the
+    policy's samples drawn from its distributions at the states (``policy``) and next states (``next_policy``)."""
     count = cfg.num_sampled_actions
     with torch.no_grad():
-        current, current_log_prob = sample_actions(actor, features, count)
-        following, following_log_prob = sample_actions(actor, next_features, count)
+        current, current_log_prob = TanhGaussianPolicy.draw(policy, samples=count)
+        following, following_log_prob = TanhGaussianPolicy.draw(next_policy, samples=count)
         random = torch.empty_like(current).uniform_(-1.0, 1.0)
     action_dim = current.shape[-1]
     q = critic(features, torch.cat([random, following, current], dim=1))  # [E, B, 3K], one pass
@@ -145,23 +144,26 @@ class CQL(Algorithm):
         alpha = self.log_alpha.exp().detach()
 
         # actor and temperature, against the critics before this step's update (as the reference code)
+        # the actor runs once on the states and once on the next states; every sample below is drawn from those
         actor_features = features.detach()
-        new_actions, log_prob = self.actor.sample(actor_features)
+        policy = self.actor(actor_features)
+        new_actions, log_prob = self.actor.draw(policy)
         if self.num_updates < cfg.bc_steps:
-            objective = self.actor.log_prob(actor_features, actions)
+            objective = self.actor.density(policy, actions)
         else:
             objective = self.critic(actor_features, new_actions, frozen=True).min(dim=0).values
         actor_loss = (alpha * log_prob - objective).mean()
         metrics = {"actor_loss": actor_loss.detach(), "entropy": -log_prob.detach().mean()}
 
         with torch.no_grad():
+            next_policy = self.actor(next_features)
             if cfg.max_target_backup:
-                next_actions, next_log_prob = sample_actions(self.actor, next_features, cfg.num_sampled_actions)
+                next_actions, next_log_prob = self.actor.draw(next_policy, samples=cfg.num_sampled_actions)
                 next_q = self.critic_target(next_features, next_actions).min(dim=0).values  # [B, K]
                 next_q, best = next_q.max(dim=1)
                 next_log_prob = next_log_prob.gather(1, best[:, None]).squeeze(1)
             else:
-                next_actions, next_log_prob = self.actor.sample(next_features)
+                next_actions, next_log_prob = self.actor.draw(next_policy)
                 next_q = self.critic_target(next_features, next_actions).min(dim=0).values
             if cfg.backup_entropy:
                 next_q = next_q - alpha * next_log_prob
@@ -171,7 +173,7 @@ class CQL(Algorithm):
         lower_bound = None
         if cfg.mc_lower_bound:
             lower_bound = torch.nan_to_num(batch.mc_returns, nan=-torch.inf)  # online rows: no bound
-        gap, penalty_metrics = conservative_penalty(self.critic, self.actor, features, next_features, q_data, cfg, lower_bound)
+        gap, penalty_metrics = conservative_penalty(self.critic, features, policy, next_policy, q_data, cfg, lower_bound)
         if cfg.lagrange:
             alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
             penalty = (alpha_prime.detach() * cfg.cql_weight * (gap - cfg.target_action_gap)).sum()

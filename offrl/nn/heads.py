@@ -197,16 +197,30 @@ class TanhGaussianPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterized actions and log-densities; with ``samples``, that many per state from one
         forward pass: ``[B, samples, A]`` and ``[B, samples]``."""
-        mean, log_std = per_sample(self(features), samples)
+        return self.draw(self(features), generator, samples)
+
+    def log_prob(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Log-density of given actions in [-1, 1]."""
+        return self.density(self(features), actions)
+
+    # On a ``(mean, log_std)`` this policy returned: an update that samples and scores at the same states
+    # (CQL: the actor's loss, its targets and the conservative term's samples) runs the network once per states.
+
+    @staticmethod
+    def draw(
+        distribution: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator | None = None, samples: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sample`` from the distribution's ``(mean, log_std)``."""
+        mean, log_std = per_sample(distribution, samples)
         noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
         pre_tanh = mean + noise * log_std.exp()
         return torch.tanh(pre_tanh), gaussian_log_prob(mean, log_std, pre_tanh) - tanh_log_det(pre_tanh)
 
-    def log_prob(self, features: torch.Tensor, actions: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-        """Log-density of given actions in [-1, 1] (clipped away from the bounds by ``eps``)."""
-        mean, log_std = self(features)
+    @staticmethod
+    def density(distribution: tuple[torch.Tensor, torch.Tensor], actions: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        """``log_prob`` under the distribution's ``(mean, log_std)`` (actions clipped away from the bounds by ``eps``)."""
         pre_tanh = torch.atanh(actions.clamp(-1.0 + eps, 1.0 - eps))
-        return gaussian_log_prob(mean, log_std, pre_tanh) - tanh_log_det(pre_tanh)
+        return gaussian_log_prob(*distribution, pre_tanh) - tanh_log_det(pre_tanh)
 
 
 def tanh_log_det(pre_tanh: torch.Tensor) -> torch.Tensor:

@@ -29,15 +29,16 @@ def test_cal_ql_bound_raises_policy_q_values_and_ignores_rows_without_a_return()
     features, next_features = torch.randn(8, 3), torch.randn(8, 3)
     q_data = critic(features, torch.zeros(8, 2)).detach()
     cfg = CQLConfig(num_sampled_actions=4)
+    policy, next_policy = actor(features), actor(next_features)
     torch.manual_seed(1)
-    gap_free, free = conservative_penalty(critic, actor, features, next_features, q_data, cfg)
+    gap_free, free = conservative_penalty(critic, features, policy, next_policy, q_data, cfg)
     bound = torch.full((8,), 1e3)
     torch.manual_seed(1)
-    gap_bounded, bounded = conservative_penalty(critic, actor, features, next_features, q_data, cfg, bound)
+    gap_bounded, bounded = conservative_penalty(critic, features, policy, next_policy, q_data, cfg, bound)
     assert bounded["q_policy"].item() == pytest.approx(1e3)  # every policy-action value raised to the return
     assert (gap_bounded > gap_free + 100).all()
     torch.manual_seed(1)
-    gap_none, _ = conservative_penalty(critic, actor, features, next_features, q_data, cfg, torch.full((8,), -torch.inf))
+    gap_none, _ = conservative_penalty(critic, features, policy, next_policy, q_data, cfg, torch.full((8,), -torch.inf))
     torch.testing.assert_close(gap_none, gap_free)  # an online row (no return-to-go) is not bounded
 
 
