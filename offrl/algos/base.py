@@ -95,6 +95,12 @@ class Algorithm(nn.Module):
         """Summary statistics of the training data (returns, episode lengths), for algorithms that
         condition on them (Decision Transformer's target return). Default: unused."""
 
+    def upgrade_checkpoint(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A checkpoint's tensors (``model/...``, ``optim/...``) in this version's parameter layout, for an
+        algorithm whose networks were laid out differently by an earlier offrl; may rewrite ``meta``'s
+        optimizer entries to match. Default: unchanged."""
+        return tensors
+
     def update_offline(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The gradient step on offline data in hybrid training (ALF's ``train_step_offline``).
 

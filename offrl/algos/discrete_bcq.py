@@ -2,7 +2,7 @@
 
 Fujimoto, Conti, Ghavamzadeh & Pineau 2019, "Benchmarking Batch Deep
 Reinforcement Learning Algorithms". One network with a Q head and an
-imitation head on a shared trunk; an action is allowed in state s when
+imitation head on a shared trunk (the two heads one 2-member ensemble); an action is allowed in state s when
 ``G(a|s) / max_a' G(a'|s) > threshold`` (0.3), and both the TD target and
 the policy take the best allowed action. Loss: Huber TD + imitation
 cross-entropy + ``1e-2 * mean(logits^2)``, as the authors' code.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ from offrl.algos.dqn import chosen, head_widths, td_loss
 from offrl.algos.registry import register
 from offrl.data.batch import Batch
 from offrl.nn.encoders import EncoderConfig, make_trunk
-from offrl.nn.layers import MLP
+from offrl.nn.layers import EnsembleMLP
 
 
 @dataclasses.dataclass
@@ -42,21 +43,61 @@ class DiscreteBCQConfig(EncoderConfig):
 
 
 class QImitationNetwork(nn.Module):
-    """A trunk shared by a Q head and an imitation (behaviour logits) head."""
+    """A trunk shared by a Q head and an imitation (behaviour logits) head. The two heads have the same
+    shapes and are one 2-member ensemble (member 0 the Q-values, member 1 the logits): one batched matrix
+    product per layer for both, forward and backward, where two MLPs took two."""
 
     def __init__(self, trunk: nn.Module, n_actions: int, hidden_dims, activation_name: str) -> None:
         super().__init__()
         self.trunk = trunk
-        self.q_head = MLP(trunk.out_dim, hidden_dims, n_actions, activation_name=activation_name)
-        self.imitation_head = MLP(trunk.out_dim, hidden_dims, n_actions, activation_name=activation_name)
+        self.heads = EnsembleMLP(2, trunk.out_dim, hidden_dims, n_actions, activation_name=activation_name)
 
     def forward(self, observations) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.trunk(observations)
-        return self.q_head(features), self.imitation_head(features)
+        both = self.heads(self.trunk(observations))  # [2, B, n]
+        return both[0], both[1]
 
     def q_values(self, observations) -> torch.Tensor:
         """The Q head alone (the target network's part of the TD target)."""
-        return self.q_head(self.trunk(observations))
+        return self.heads(self.trunk(observations), members=slice(0, 1))[0]
+
+
+def stack_two_heads(meta: dict[str, Any], tensors: dict[str, torch.Tensor], trunk_parameters: int) -> dict[str, torch.Tensor]:
+    """A checkpoint written while the Q and imitation heads were two MLPs (``net.q_head.{i}``,
+    ``net.imitation_head.{i}``, nn.Linear layers) in the 2-member ensemble layout: each layer's weights
+    transposed and stacked, and the Adam moments of optimizer ``q`` with them (its parameter indices
+    renumbered in ``meta``). The networks compute the same outputs; training resumes where it stopped."""
+    tensors = dict(tensors)
+    layers = 0
+    for net in ("net", "net_target"):
+        prefix = f"model/{net}.q_head."
+        positions = sorted({int(key[len(prefix) :].split(".")[0]) for key in tensors if key.startswith(prefix)})
+        layers = len(positions)
+        for layer, position in enumerate(positions):
+            for field in ("weight", "bias"):
+                pair = [tensors.pop(f"model/{net}.{head}.{position}.{field}") for head in ("q_head", "imitation_head")]
+                tensors[f"model/{net}.heads.layers.{layer}.{field}"] = torch.stack([_as_member(t, field) for t in pair])
+    saved = meta.get("optimizers", {}).get("q")
+    if saved is None:
+        return tensors
+    per_head = 2 * layers  # a weight and a bias per layer, in that order
+    moved = {key: tensors.pop(key) for key in list(tensors) if key.startswith("optim/q/")}
+    for offset in range(per_head):
+        q_index, imitation_index = trunk_parameters + offset, trunk_parameters + per_head + offset
+        field = "weight" if offset % 2 == 0 else "bias"
+        for name in ("exp_avg", "exp_avg_sq"):
+            pair = [moved[f"optim/q/{index}/{name}"] for index in (q_index, imitation_index)]
+            moved[f"optim/q/{q_index}/{name}"] = torch.stack([_as_member(t, field) for t in pair])
+    kept = trunk_parameters + per_head
+    tensors.update({key: value for key, value in moved.items() if int(key.split("/")[2]) < kept})
+    for group in saved["param_groups"]:
+        group["params"] = [index for index in group["params"] if index < kept]
+    saved["scalars"] = {index: value for index, value in saved.get("scalars", {}).items() if int(index) < kept}
+    return tensors
+
+
+def _as_member(tensor: torch.Tensor, field: str) -> torch.Tensor:
+    """An nn.Linear weight ``[out, in]`` or bias ``[out]`` as one EnsembleLinear member: ``[in, out]``, ``[1, out]``."""
+    return tensor.T if field == "weight" else tensor.unsqueeze(0)
 
 
 def allowed_greedy(q_values: torch.Tensor, logits: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -78,6 +119,11 @@ class DiscreteBCQ(Algorithm):
         self.net_target = copy.deepcopy(self.net).requires_grad_(False)
         self.optimizers = {"q": adam(self.net.parameters(), config.lr)}
         self._target_pairs = parameter_lists(self.net_target, self.net)
+
+    def upgrade_checkpoint(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not any(key.startswith("model/net.q_head.") for key in tensors):
+            return tensors
+        return stack_two_heads(meta, tensors, len(list(self.net.trunk.parameters())))
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config

@@ -182,6 +182,7 @@ def restore_algo(
         raise CheckpointError(
             f"{source}: the checkpoint was written by {meta['algo']!r} and cannot be loaded into {algo.name!r}"
         )
+    tensors = algo.upgrade_checkpoint(meta, tensors)
     model = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
     expected = algo.state_dict()
     missing = sorted(set(expected) - set(model))

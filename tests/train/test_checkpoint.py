@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import safetensors.torch
+import torch
 
 import offrl
+from offrl.data.batch import Batch
 from offrl.errors import CheckpointError
 from offrl.train.checkpoint import list_checkpoints, load_algo, restore_algo, read_checkpoint, save_checkpoint
 
@@ -75,3 +78,41 @@ def test_networks_of_another_shape_are_refused(algo, tmp_path, pendulum_dataset)
     bc = offrl.make_algo("bc", pendulum_dataset.observation_space, pendulum_dataset.action_space)
     with pytest.raises(CheckpointError, match="written by 'td3_bc' and cannot be loaded into 'bc'"):
         restore_algo(bc, meta, tensors)
+
+
+# Written by offrl at commit fc6105e (discrete BCQ's Q and imitation heads as two MLPs), before they became one
+# 2-member ensemble: the checkpoint after three updates, the networks' outputs on fixed observations, and a fourth
+# update's batch with the outputs after it (that update reads the Adam moments the checkpoint carries).
+TWO_HEADS = Path(__file__).resolve().parents[1] / "fixtures" / "discrete_bcq_two_heads"
+
+
+@pytest.mark.parametrize("case", ["vectors", "minatar"])
+def test_discrete_bcq_checkpoint_with_two_head_networks_loads_and_resumes(case):
+    expected = json.loads((TWO_HEADS / "expected.json").read_text())[case]
+    algo = load_algo(TWO_HEADS / case, algo="discrete_bcq")
+    observations = torch.tensor(expected["observations"])
+    with torch.no_grad():
+        q_values, logits = algo.net(algo.encoder(observations))
+        target = algo.net_target.q_values(algo.encoder(observations))
+    torch.testing.assert_close(q_values, torch.tensor(expected["q_values"]))
+    torch.testing.assert_close(logits, torch.tensor(expected["logits"]))
+    torch.testing.assert_close(target, torch.tensor(expected["target_q_values"]))
+    assert algo.act(observations).tolist() == expected["actions"]
+    assert algo.num_updates == 3
+
+    algo.update(Batch(**{key: torch.tensor(value) for key, value in expected["next_batch"].items()}))
+    with torch.no_grad():
+        q_values, logits = algo.net(algo.encoder(observations))
+    # lr 1e-2 with three steps of moments behind it: fresh moments would move these by about 1e-2
+    torch.testing.assert_close(q_values, torch.tensor(expected["q_values_after"]), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(logits, torch.tensor(expected["logits_after"]), atol=1e-5, rtol=1e-4)
+
+
+def test_two_head_checkpoint_with_fresh_moments_would_not_resume_the_same():
+    """The check above can fail: the same fourth update from the migrated weights with reset Adam moments lands elsewhere."""
+    expected = json.loads((TWO_HEADS / "expected.json").read_text())["vectors"]
+    algo = load_algo(TWO_HEADS / "vectors", algo="discrete_bcq", optimizers=False)
+    algo.update(Batch(**{key: torch.tensor(value) for key, value in expected["next_batch"].items()}))
+    with torch.no_grad():
+        q_values, _ = algo.net(algo.encoder(torch.tensor(expected["observations"])))
+    assert (q_values - torch.tensor(expected["q_values_after"])).abs().max() > 1e-3
