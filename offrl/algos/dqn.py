@@ -110,9 +110,10 @@ def td_loss(
     return F.huber_loss(predicted, targets, delta=kappa)
 
 
-def conservative_penalty(values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """CQL(H) for discrete actions: ``logsumexp_a Q(s, a) - Q(s, a_data)``, averaged over the batch."""
-    return (torch.logsumexp(values, dim=-1) - chosen(values, actions)).mean()
+def conservative_penalty(values: torch.Tensor, taken: torch.Tensor) -> torch.Tensor:
+    """CQL(H) for discrete actions: ``logsumexp_a Q(s, a) - Q(s, a_data)`` from the values ``[B, n]`` and
+    the data actions' values ``taken`` ``[B]``, averaged over the batch."""
+    return (torch.logsumexp(values, dim=-1) - taken).mean()
 
 
 def epsilon_greedy(greedy: torch.Tensor, n_actions: int, epsilon: float) -> torch.Tensor:
@@ -161,18 +162,19 @@ class DQN(Algorithm):
         observations = self.encoder(batch.observations)
         next_values = self.next_values(self.encoder(batch.next_observations))
         predicted = self.q(observations)[0]  # [B, n] or [B, n, N]
-        loss = td_loss(chosen(predicted, batch.actions), next_values, batch, cfg.discount, cfg.huber_kappa)
+        taken = chosen(predicted, batch.actions)  # [B] or [B, N]
+        loss = td_loss(taken, next_values, batch, cfg.discount, cfg.huber_kappa)
         metrics = {"td_loss": loss.detach()}
-        values = _expected(predicted)
+        values, taken_values = _expected(predicted), (taken.mean(-1) if taken.dim() == 2 else taken)  # expected values
         if cfg.cql_alpha > 0.0:
-            penalty = conservative_penalty(values, batch.actions)
+            penalty = conservative_penalty(values, taken_values)
             loss = loss + cfg.cql_alpha * penalty
             metrics["cql_penalty"] = penalty.detach()
         step(self.optimizers["q"], loss, cfg.max_grad_norm)
         self.num_updates += 1
         if self.num_updates % cfg.target_update_interval == 0:
             soft_update(*self._target_pairs, 1.0)
-        metrics["q_mean"] = chosen(values, batch.actions).detach().mean()
+        metrics["q_mean"] = taken_values.detach().mean()
         return metrics
 
     @torch.no_grad()
