@@ -21,7 +21,7 @@ from torch import nn
 
 from offrl.algos.base import Algorithm
 from offrl.algos.bc import make_policy, masked_imitation_loss, policy_actions
-from offrl.algos.common import evaluating, step
+from offrl.algos.common import adam, evaluating, step
 from offrl.algos.registry import register
 from offrl.data.sequences import SequenceBatch
 from offrl.nn.encoders import EncoderConfig, encode_sequence, make_trunk
@@ -80,7 +80,7 @@ class BCTransformer(Algorithm):
         self.model = CausalTransformer(self.trunk.out_dim, config)
         self.actor = make_policy(config, config.embed_dim, self.action_dim)
         parameters = [*self.trunk.parameters(), *self.model.parameters(), *self.actor.parameters()]
-        self.optimizers = {"policy": torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)}
+        self.optimizers = {"policy": adam(parameters, config.lr, config.weight_decay, decoupled=True)}  # AdamW
 
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         hidden = self.model(encode_sequence(self.encoder, self.trunk, batch.observations), batch.mask)

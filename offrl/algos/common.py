@@ -16,7 +16,8 @@ stacked_update = threading.local()
 
 class Adam(torch.optim.Adam):
     """torch's fused Adam (one kernel for all parameters), stepped by ``step(optimizer, loss)`` without
-    ``torch.optim``'s per-call bookkeeping. Same update, same ``state_dict``; ``.step()`` still works."""
+    ``torch.optim``'s per-call bookkeeping. Same update, same ``state_dict``; ``.step()`` still works.
+    With ``decoupled_weight_decay`` it is AdamW (torch's ``AdamW`` is this class with that flag)."""
 
     def apply(self, grads: Iterable[torch.Tensor | None]) -> None:
         group = self.param_groups[0]
@@ -38,15 +39,16 @@ class Adam(torch.optim.Adam):
             return
         beta1, beta2 = group["betas"]
         torch._foreach_add_(steps, 1)
-        torch._fused_adam_(
+        kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
+        kernel(
             params, kept, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
             weight_decay=group["weight_decay"], eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
         )
 
 
-def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0) -> Adam:
-    """Adam with the fused kernel on CPU and CUDA; one parameter group."""
-    return Adam(list(params), lr=lr, weight_decay=weight_decay, fused=True)
+def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0, *, decoupled: bool = False) -> Adam:
+    """Adam with the fused kernel on CPU and CUDA; one parameter group. ``decoupled``: AdamW."""
+    return Adam(list(params), lr=lr, weight_decay=weight_decay, fused=True, decoupled_weight_decay=decoupled)
 
 
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None = None) -> None:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from offrl.algos.base import Algorithm
-from offrl.algos.common import evaluating, step
+from offrl.algos.common import adam, evaluating, step
 from offrl.algos.registry import register
 from offrl.data.sequences import SequenceBatch
 from offrl.nn.encoders import EncoderConfig, encode_sequence, make_trunk
@@ -101,7 +101,7 @@ class DecisionTransformer(Algorithm):
         self.model = DecisionTransformerModel(self.trunk.out_dim, self.action_dim, config, discrete=self.discrete)
         self.register_buffer("target_return", torch.tensor(float(config.target_return or 0.0)))
         parameters = [*self.model.parameters(), *self.trunk.parameters()]
-        self.optimizers = {"model": torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)}
+        self.optimizers = {"model": adam(parameters, config.lr, config.weight_decay, decoupled=True)}  # AdamW
 
     def set_dataset_info(self, info: dict[str, float]) -> None:
         if self.config.target_return is None:

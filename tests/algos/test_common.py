@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from offrl.algos.common import advantage_weights, cosine_lr, expectile_loss, soft_update, td_target
@@ -48,12 +49,14 @@ def _two_layer_net(seed: int) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
 
 
-def test_step_is_torch_fused_adam_bit_for_bit_and_keeps_its_state_dict():
+@pytest.mark.parametrize("decoupled", [False, True], ids=["adam", "adamw"])
+def test_step_is_torch_fused_adam_bit_for_bit_and_keeps_its_state_dict(decoupled):
     from offrl.algos.common import adam, step
 
     ours, reference = _two_layer_net(0), _two_layer_net(0)
-    opt_ours = adam(list(ours.parameters()), 1e-2, weight_decay=1e-3)
-    opt_ref = torch.optim.Adam(reference.parameters(), lr=1e-2, weight_decay=1e-3, fused=True)
+    opt_ours = adam(list(ours.parameters()), 1e-2, weight_decay=1e-3, decoupled=decoupled)
+    torch_class = torch.optim.AdamW if decoupled else torch.optim.Adam
+    opt_ref = torch_class(reference.parameters(), lr=1e-2, weight_decay=1e-3, fused=True)
     data = torch.randn(32, 4)
     for index in range(5):
         if index == 3:  # a learning-rate change between steps (schedules) is honoured
@@ -74,6 +77,17 @@ def test_step_is_torch_fused_adam_bit_for_bit_and_keeps_its_state_dict():
     restored = adam(list(_two_layer_net(1).parameters()), 1e-2)
     restored.load_state_dict(saved)
     assert torch.equal(restored.state_dict()["state"][0]["exp_avg"], saved["state"][0]["exp_avg"])
+
+
+def test_adam_and_adamw_steps_differ():
+    """The comparison above tells the two kernels apart: with weight decay their first steps differ."""
+    from offrl.algos.common import adam, step
+
+    nets = [_two_layer_net(0), _two_layer_net(0)]
+    data = torch.randn(32, 4)
+    for net, decoupled in zip(nets, (False, True)):
+        step(adam(list(net.parameters()), 1e-2, weight_decay=0.5, decoupled=decoupled), net(data).pow(2).mean())
+    assert (nets[0][0].weight - nets[1][0].weight).abs().max() > 1e-5
 
 
 def test_k_policy_samples_per_state_match_repeated_rows():
