@@ -13,7 +13,7 @@ from offrl.train.seed_group import SeedGroup, StackedModel, blocker, run_seed_gr
 from tests.algos.test_smoke import build, dataset_for
 
 ALGOS = [cls.name for cls in list_algos()]
-DETERMINISTIC = {"bc": {}, "iql": {}, "td3_bc": {"policy_noise": 0.0}, "dt": {"dropout": 0.0}}
+DETERMINISTIC = {"bc": {}, "iql": {}, "td3_bc": {"policy_noise": 0.0}, "dt": {"dropout": 0.0}, "discrete_bcq": {}, "discrete_cql": {}}
 
 
 def seeds_of(name: str, count: int, dict_observations: bool = False, **overrides):
