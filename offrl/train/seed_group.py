@@ -199,7 +199,11 @@ class SeedGroup:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._lock = threading.Condition()
+        # one lock; the server waits on ``_wake`` until every member's batch is in, each seed on its own
+        # ``_turn`` until its result is: each hand-over wakes the one thread it concerns, not all of them
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._turn = [threading.Condition(self._lock) for _ in range(size)]
         self._members: dict[int, Algorithm] = {}
         self._unjoined = set(range(size))
         self._pending: dict[int, tuple[str, Any]] = {}
@@ -214,7 +218,7 @@ class SeedGroup:
         if reason:  # this seed trains unbatched, and alone: the others of its kind wait for it
             with self._lock:
                 self._unjoined.discard(index)
-                self._lock.notify_all()
+                self._wake.notify()
                 if not self._announced:
                     self._announced = True
                     print(f"seeds not batched: {reason}; they train one after another")
@@ -226,7 +230,7 @@ class SeedGroup:
         with self._lock:
             self._members[index] = algo
             self._unjoined.discard(index)
-            self._lock.notify_all()
+            self._wake.notify()
 
     def leave(self, index: int) -> None:
         with self._lock:
@@ -239,7 +243,7 @@ class SeedGroup:
                 self._solo.discard(index)
                 self._solo_turn.release()
             self._models = {key: model for key, model in self._models.items() if index not in key}
-            self._lock.notify_all()
+            self._wake.notify()
 
     def _proxy(self, index: int, algo: Algorithm, method: str) -> Callable[[Any], dict[str, torch.Tensor]]:
         real = getattr(type(algo), method).__get__(algo)
@@ -254,9 +258,10 @@ class SeedGroup:
     def _submit(self, index: int, method: str, batch: Any) -> dict[str, torch.Tensor]:
         with self._lock:
             self._pending[index] = (method, batch)
-            self._lock.notify_all()
+            if self._all_in():
+                self._wake.notify()
             while index not in self._results:
-                self._lock.wait()
+                self._turn[index].wait()
             result = self._results.pop(index)
         if isinstance(result, BaseException):
             raise result
@@ -270,10 +275,14 @@ class SeedGroup:
         """
         with self._lock:
             while self._unjoined or self._members:
-                if self._pending and not self._unjoined and self._pending.keys() == self._members.keys():
+                if self._all_in():
                     self._run_pending()
                 else:
-                    self._lock.wait(0.5)  # a timeout keeps Ctrl-C deliverable to this (main) thread
+                    self._wake.wait(0.5)  # a timeout keeps Ctrl-C deliverable to this (main) thread
+
+    def _all_in(self) -> bool:
+        """Every seed that trains batched has handed in its batch (called with the lock held)."""
+        return bool(self._pending) and not self._unjoined and self._pending.keys() == self._members.keys()
 
     def _run_pending(self) -> None:
         cohorts: dict[tuple, list[int]] = {}
@@ -292,8 +301,9 @@ class SeedGroup:
         except Exception as error:  # every waiting seed raises it
             for index in self._pending:
                 self._results.setdefault(index, error)
+        for index in self._pending:
+            self._turn[index].notify()
         self._pending.clear()
-        self._lock.notify_all()
 
 
 @contextlib.contextmanager
