@@ -2,7 +2,8 @@
 
 Fujimoto, Conti, Ghavamzadeh & Pineau 2019, "Benchmarking Batch Deep
 Reinforcement Learning Algorithms". One network with a Q head and an
-imitation head on a shared trunk (the two heads one 2-member ensemble); an action is allowed in state s when
+imitation head on a shared trunk (the two heads one 2-member ensemble); an
+action is allowed in state s when
 ``G(a|s) / max_a' G(a'|s) > threshold`` (0.3), and both the TD target and
 the policy take the best allowed action. Loss: Huber TD + imitation
 cross-entropy + ``1e-2 * mean(logits^2)``, as the authors' code.
@@ -85,7 +86,10 @@ def stack_two_heads(meta: dict[str, Any], tensors: dict[str, torch.Tensor], trun
         q_index, imitation_index = trunk_parameters + offset, trunk_parameters + per_head + offset
         field = "weight" if offset % 2 == 0 else "bias"
         for name in ("exp_avg", "exp_avg_sq"):
-            pair = [moved[f"optim/q/{index}/{name}"] for index in (q_index, imitation_index)]
+            pair = [moved.get(f"optim/q/{index}/{name}") for index in (q_index, imitation_index)]
+            if any(t is None for t in pair):  # no state yet (a checkpoint before the first update): a fresh start
+                moved = {key: value for key, value in moved.items() if not key.startswith(f"optim/q/{q_index}/")}
+                break
             moved[f"optim/q/{q_index}/{name}"] = torch.stack([_as_member(t, field) for t in pair])
     kept = trunk_parameters + per_head
     tensors.update({key: value for key, value in moved.items() if int(key.split("/")[2]) < kept})

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,18 @@ def test_two_head_checkpoint_with_fresh_moments_would_not_resume_the_same():
     with torch.no_grad():
         q_values, _ = algo.net(algo.encoder(torch.tensor(expected["observations"])))
     assert (q_values - torch.tensor(expected["q_values_after"])).abs().max() > 1e-3
+
+
+def test_two_head_checkpoint_without_optimizer_state_loads(tmp_path):
+    """A checkpoint written before the first update has no Adam moments to stack: the optimizer starts fresh."""
+    run = tmp_path / "vectors"
+    shutil.copytree(TWO_HEADS / "vectors", run)
+    stem = run / "step_000000003.safetensors"
+    tensors = {k: v for k, v in safetensors.torch.load_file(str(stem)).items() if not k.startswith("optim/")}
+    safetensors.torch.save_file(tensors, str(stem))
+    algo = load_algo(run, algo="discrete_bcq")
+    assert not algo.optimizers["q"].state
+    expected = json.loads((TWO_HEADS / "expected.json").read_text())["vectors"]
+    with torch.no_grad():
+        q_values, _ = algo.net(algo.encoder(torch.tensor(expected["observations"])))
+    torch.testing.assert_close(q_values, torch.tensor(expected["q_values"]))
