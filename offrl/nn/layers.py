@@ -78,7 +78,10 @@ class Dropout(nn.Dropout):
             return super().forward(x)
         if self.p == 1.0:
             return x * 0.0
-        keep = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))  # 1/(1-p) where kept, else 0
+        if _functorch.is_batchedtensor(x):  # batched seeds: vmap has no rule for the in-place comparison
+            keep = (torch.rand_like(x) >= self.p).to(x.dtype) * (1.0 / (1.0 - self.p))
+        else:
+            keep = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))  # 1/(1-p) where kept, else 0
         return x * keep
 
 
@@ -92,19 +95,49 @@ def with_fast_dropout(module: nn.Module) -> nn.Module:
     return module
 
 
+class TransformerBlock(nn.TransformerEncoderLayer):
+    """A GPT-2 pre-norm block: torch's encoder layer (the same parameters, names and initialisation, so
+    checkpoints are unchanged) with its attention written out as one projection, two batched products and
+    a softmax. torch's attention drew its dropout with ``bernoulli_``, moved batch-first tensors to
+    sequence-first and back, and has no vmap batching rule (batched seeds ran it once per seed); this one
+    uses offrl's ``Dropout`` on the attention weights and batches under vmap. Takes the additive
+    attention mask of :func:`causal_attention_bias` (``[B * heads, T, T]``) as ``src_mask``."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__(embed_dim, num_heads, 4 * embed_dim, dropout, activation="gelu", batch_first=True, norm_first=True)
+        self.dropout = nn.Identity()  # linear2(dropout(gelu(linear1(x)))) -> linear2(gelu(linear1(x))), as GPT-2
+        self.attention_dropout = Dropout(dropout)
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):  # noqa: ARG002 (the mask says it)
+        if src_key_padding_mask is not None:
+            raise ValueError("TransformerBlock takes padding in the additive src_mask, not src_key_padding_mask")
+        x = src + self.dropout1(self.attention(self.norm1(src), src_mask))
+        return x + self.dropout2(self.linear2(self.activation(self.linear1(self.norm2(x)))))
+
+    def attention(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        batch, length, width = x.shape
+        heads = self.self_attn.num_heads
+        size = width // heads
+        qkv = F.linear(x, self.self_attn.in_proj_weight, self.self_attn.in_proj_bias)  # [B, T, 3 * width]
+        q, k, v = qkv.view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4).reshape(3, batch * heads, length, size)
+        scale = 1.0 / math.sqrt(size)
+        if bias is None:
+            scores = torch.bmm(q, k.transpose(1, 2)) * scale
+        else:
+            scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale)
+        weights = self.attention_dropout(torch.softmax(scores, dim=-1))
+        out = torch.bmm(weights, v).view(batch, heads, length, size).transpose(1, 2).reshape(batch, length, width)
+        return self.self_attn.out_proj(out)
+
+
 def transformer_blocks(embed_dim: int, num_heads: int, num_layers: int, dropout: float) -> nn.TransformerEncoder:
-    """GPT-2 pre-norm blocks (GELU, 4x feed-forward width) from torch's layers, with offrl's ``Dropout``.
+    """GPT-2 pre-norm blocks (GELU, 4x feed-forward width, :class:`TransformerBlock`) with offrl's ``Dropout``.
 
     Dropout as GPT-2 (and the Decision Transformer, CORL and robomimic code) places it: on the
     attention weights and on each residual branch, not on the feed-forward hidden layer, where
     torch's ``TransformerEncoderLayer`` adds one more.
     """
-    block = nn.TransformerEncoderLayer(
-        embed_dim, num_heads, 4 * embed_dim, dropout, activation="gelu", batch_first=True, norm_first=True
-    )
-    blocks = nn.TransformerEncoder(block, num_layers, enable_nested_tensor=False)
-    for layer in blocks.layers:
-        layer.dropout = nn.Identity()  # linear2(dropout(gelu(linear1(x)))) -> linear2(gelu(linear1(x)))
+    blocks = nn.TransformerEncoder(TransformerBlock(embed_dim, num_heads, dropout), num_layers, enable_nested_tensor=False)
     return with_fast_dropout(blocks)
 
 

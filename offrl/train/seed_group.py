@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import inspect
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,9 +42,6 @@ from offrl.algos.base import Algorithm
 from offrl.train import run
 
 _member = threading.local()  # (group, index) of the seed this thread trains
-# vmap runs an op without a batching rule (attention's fused kernels, in Decision Transformer) once per
-# seed and says so on every new op; docs/performance.md states it once.
-warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
 
 
 def blocker(algo: Algorithm) -> str | None:

@@ -16,7 +16,7 @@ from offrl.nn import (
     TanhGaussianPolicy,
     gaussian_log_prob,
 )
-from offrl.nn.layers import Dropout
+from offrl.nn.layers import Dropout, TransformerBlock, causal_attention_bias
 
 
 def test_ensemble_linear_equals_independent_linears():
@@ -96,7 +96,29 @@ def test_transformer_blocks_place_dropout_as_gpt2_and_use_the_fast_one():
         layers = [m for m in algo.modules() if isinstance(m, torch.nn.TransformerEncoderLayer)]
         # GPT-2's placement: attention and residual dropout, none on the 4x feed-forward hidden layer
         assert layers and all(isinstance(layer.dropout, torch.nn.Identity) for layer in layers), name
-        assert all(layer.self_attn.dropout == 0.1 and layer.dropout2.p == 0.1 for layer in layers), name
+        assert all(layer.attention_dropout.p == 0.1 and layer.dropout2.p == 0.1 for layer in layers), name
+
+
+def test_transformer_block_computes_torchs_encoder_layer():
+    """The written-out attention is torch's pre-norm layer: same parameter names (checkpoints load either
+    way), outputs and gradients under a causal mask with padded steps and two heads."""
+    torch.manual_seed(0)
+    ours = TransformerBlock(16, 2, 0.0)
+    torchs = torch.nn.TransformerEncoderLayer(16, 2, 64, 0.0, activation="gelu", batch_first=True, norm_first=True)
+    assert sorted(ours.state_dict()) == sorted(torchs.state_dict())
+    torchs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 6, 16, requires_grad=True)
+    mask = torch.ones(3, 2, dtype=torch.bool)
+    mask[0, 0] = False  # a padded step at the start of the first sequence
+    bias = causal_attention_bias(mask, 2, tokens_per_step=3)
+    mine, theirs = ours(x, src_mask=bias), torchs(x, src_mask=bias)
+    torch.testing.assert_close(mine, theirs)
+    mine_grads = torch.autograd.grad(mine.square().sum(), [x, *ours.parameters()])
+    their_grads = torch.autograd.grad(theirs.square().sum(), [x, *torchs.parameters()])
+    for a, b in zip(mine_grads, their_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    unmasked = ours(x)  # without a mask every token sees every other: a different output
+    assert (unmasked - mine).abs().max() > 1e-3
 
 
 def test_flat_encoder_normalizes_and_concatenates_dicts():
