@@ -68,11 +68,9 @@ def stack_two_heads(meta: dict[str, Any], tensors: dict[str, torch.Tensor], trun
     transposed and stacked, and the Adam moments of optimizer ``q`` with them (its parameter indices
     renumbered in ``meta``). The networks compute the same outputs; training resumes where it stopped."""
     tensors = dict(tensors)
-    layers = 0
+    prefix = "model/net.q_head."  # the target network has the same layers
+    positions = sorted({int(key[len(prefix) :].split(".")[0]) for key in tensors if key.startswith(prefix)})
     for net in ("net", "net_target"):
-        prefix = f"model/{net}.q_head."
-        positions = sorted({int(key[len(prefix) :].split(".")[0]) for key in tensors if key.startswith(prefix)})
-        layers = len(positions)
         for layer, position in enumerate(positions):
             for field in ("weight", "bias"):
                 pair = [tensors.pop(f"model/{net}.{head}.{position}.{field}") for head in ("q_head", "imitation_head")]
@@ -80,7 +78,7 @@ def stack_two_heads(meta: dict[str, Any], tensors: dict[str, torch.Tensor], trun
     saved = meta.get("optimizers", {}).get("q")
     if saved is None:
         return tensors
-    per_head = 2 * layers  # a weight and a bias per layer, in that order
+    per_head = 2 * len(positions)  # a weight and a bias per layer, in that order
     moved = {key: tensors.pop(key) for key in list(tensors) if key.startswith("optim/q/")}
     for offset in range(per_head):
         q_index, imitation_index = trunk_parameters + offset, trunk_parameters + per_head + offset
