@@ -31,7 +31,7 @@ from offrl.algos.sac import alpha_loss
 from offrl.data.batch import Batch
 from offrl.nn.critics import QEnsemble
 from offrl.nn.encoders import EncoderConfig
-from offrl.nn.heads import TanhGaussianPolicy
+from offrl.nn.heads import Distribution, TanhGaussianPolicy
 
 
 @dataclasses.dataclass
@@ -61,9 +61,6 @@ class CQLConfig(EncoderConfig):
     mc_lower_bound: bool = False  # Cal-QL: raise policy-action Q-values to the Monte-Carlo return
     batch_size: int = 256  # transitions per gradient step
     normalize_observations: bool = True  # standardize states with dataset statistics
-
-
-Distribution = tuple[torch.Tensor, torch.Tensor]  # the actor's (mean, log_std) at a batch of states
 
 
 def conservative_penalty(

@@ -13,6 +13,8 @@ from torch import nn
 
 from offrl.nn.layers import MLP
 
+Distribution = tuple[torch.Tensor, torch.Tensor]  # a Gaussian policy's (mean, log_std) at a batch of states
+
 
 class ActionScaler(nn.Module):
     """Affine map between a bounded Box action space and [-1, 1]."""
@@ -97,7 +99,7 @@ class GaussianPolicy(nn.Module):
         return self.draw(self(features), samples)
 
     @staticmethod
-    def draw(distribution: tuple[torch.Tensor, torch.Tensor], samples: int | None = None) -> torch.Tensor:
+    def draw(distribution: Distribution, samples: int | None = None) -> torch.Tensor:
         """Actions drawn from a ``(mean, log_std)`` this policy returned, so that a loss that also needs the
         log-density of the data actions (CRR, AWAC) runs the network once, not once for each."""
         mean, log_std = per_sample(distribution, samples)
@@ -149,7 +151,7 @@ class GMMPolicy(nn.Module):
         return (mean + torch.randn_like(mean) * std).clamp(-1.0, 1.0)
 
 
-def per_sample(distribution: tuple[torch.Tensor, torch.Tensor], samples: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def per_sample(distribution: Distribution, samples: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and log-std ``[B, A]`` viewed as ``[B, samples, A]`` (no copy), or unchanged when ``samples`` is None."""
     if samples is None:
         return distribution
@@ -208,7 +210,7 @@ class TanhGaussianPolicy(nn.Module):
 
     @staticmethod
     def draw(
-        distribution: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator | None = None, samples: int | None = None
+        distribution: Distribution, generator: torch.Generator | None = None, samples: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``sample`` from the distribution's ``(mean, log_std)``."""
         mean, log_std = per_sample(distribution, samples)
@@ -217,7 +219,7 @@ class TanhGaussianPolicy(nn.Module):
         return torch.tanh(pre_tanh), gaussian_log_prob(mean, log_std, pre_tanh) - tanh_log_det(pre_tanh)
 
     @staticmethod
-    def density(distribution: tuple[torch.Tensor, torch.Tensor], actions: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    def density(distribution: Distribution, actions: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
         """``log_prob`` under the distribution's ``(mean, log_std)`` (actions clipped away from the bounds by ``eps``)."""
         pre_tanh = torch.atanh(actions.clamp(-1.0 + eps, 1.0 - eps))
         return gaussian_log_prob(*distribution, pre_tanh) - tanh_log_det(pre_tanh)
