@@ -225,7 +225,7 @@ def run_offrl(run: Run, args):
     agent = offrl.make_algo(run.algo, *spaces, seed=run.seed, device=args.device, **run.settings)
     result = offrl.train_offline(
         agent, run.dataset, env=run.env_id, steps=run.steps, eval_every=0, eval_episodes=args.eval_episodes, seed=run.seed,
-        run_dir=run.run_dir, checkpoint_every=run.steps, progress=False, tensorboard=False,
+        run_dir=run.run_dir, checkpoint_every=run.steps, progress=False, tensorboard=False, precision=args.precision,
     )
     return result.final_eval
 
@@ -349,6 +349,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int)
     parser.add_argument("--size", type=int, help="transitions per dataset part (zoo --size); default: the zoo's")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="offrl's gradient steps in float32 or mixed bfloat16 (d3rlpy trains in float32)")
     parser.add_argument("--libraries", default="offrl,d3rlpy")
     parser.add_argument("--d3rlpy-python", default=str(ROOT / ".venv-d3rlpy" / "bin" / "python"))
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file the table is appended to")
@@ -370,7 +372,7 @@ def parse_args() -> argparse.Namespace:
     args.skipped = {}
     if "d3rlpy" in args.libraries and not Path(args.d3rlpy_python).exists():
         args.skipped["d3rlpy"] = f"not run (no {args.d3rlpy_python})"
-    key = json.dumps([steps_text, args.size, args.eval_episodes, args.device])
+    key = json.dumps([steps_text, args.size, args.eval_episodes, args.device] + ([args.precision] if args.precision != "fp32" else []))
     args.work_dir = args.work_dir or ROOT / "runs" / f"quality-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     return args
 
@@ -412,7 +414,8 @@ def main() -> None:
 
     command = " ".join(sys.argv[1:])
     protocol = (f"{args.protocol} protocol ({command}): seeds {','.join(map(str, args.seeds))}, "
-                f"{args.eval_episodes} evaluation episodes, dataset size {args.size or 'zoo default'}, device {args.device}")
+                f"{args.eval_episodes} evaluation episodes, dataset size {args.size or 'zoo default'}, device {args.device}, "
+                f"offrl precision {args.precision}")
     record(args.out, TITLE, protocol, f"{d3rlpy_versions(args)}\n\n{summarize(records, args)}")
 
 

@@ -49,6 +49,10 @@ class TrainArgs:
     """A run directory to continue from its last checkpoint."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Training device."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Gradient steps in float32, or with their matrix products in bfloat16 (mixed precision: parameters, optimizer
+    states and output layers stay float32); bf16 is faster on CPUs with AVX512-BF16 or AMX and on recent GPUs
+    (docs/performance.md). With --resume: the run's own unless given."""
     config: str | None = None
     """JSON or YAML config file: 'algo', 'algo_config' (hyperparameters) and 'train' (these options; a flag written
     here overrides the file); `offrl config template ALGO` writes one. A flat mapping of hyperparameters is read too."""
@@ -641,9 +645,11 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             "save_buffer": args.save_buffer or train_saved.get("save_buffer"),
             "validation": validation,
             **{name: train_saved[name] for name in ("validation_batches", "save_best", "lr_schedule", "lr_end_factor", "goal_keys",
-                                                      "video_episodes")
+                                                      "video_episodes", "precision")
                if name in train_saved},
         }
+        if "precision" in given:  # arithmetic, not configuration: a resumed run may change it
+            options["precision"] = args.precision
         run_dir, seed, resume, imports = Path(args.resume), int(train_saved["seed"]), True, saved.get("cli", {}).get("imports", [])
     else:
         imports = list(args.imports)
@@ -696,6 +702,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             "buffer_size": args.buffer_size,
             "save_buffer": args.save_buffer,
             "init_from": args.init_from,
+            "precision": args.precision,
         }
 
     result = train(

@@ -30,7 +30,7 @@ from offrl.algos.common import adam, evaluating, step
 from offrl.algos.registry import register
 from offrl.data.sequences import SequenceBatch
 from offrl.nn.encoders import EncoderConfig, encode_sequence, make_trunk
-from offrl.nn.layers import Dropout, causal_attention_bias, transformer_blocks
+from offrl.nn.layers import Dropout, causal_attention_bias, output_layer, transformer_blocks
 from offrl.rollout import RolloutPolicy, to_tensor
 
 
@@ -66,7 +66,8 @@ class DecisionTransformerModel(nn.Module):
         self.blocks = transformer_blocks(d, cfg.num_heads, cfg.num_layers, cfg.dropout)
         self.final_norm = nn.LayerNorm(d)
         # continuous: a tanh action in [-1, 1]; discrete: logits over the actions
-        self.predict_action = nn.Linear(d, action_dim) if discrete else nn.Sequential(nn.Linear(d, action_dim), nn.Tanh())
+        head = output_layer(d, action_dim)
+        self.predict_action = head if discrete else nn.Sequential(head, nn.Tanh())
         self.max_timestep = cfg.max_timestep
 
     def forward(self, states, actions, returns_to_go, timesteps, mask) -> torch.Tensor:

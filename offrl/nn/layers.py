@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -50,10 +51,24 @@ def stacked_baddbmm(bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -
         return _functorch._add_batch_dim(out.unflatten(0, (seeds, -1)), 0, level)
 
 
+def in_float32(x: torch.Tensor) -> contextlib.AbstractContextManager | None:
+    """Under mixed precision (``torch.autocast``, see ``offrl.nn.precision``): a context that turns it off,
+    for an output layer whose values, logits or actions keep float32's precision; None otherwise."""
+    device = x.device.type
+    return torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else None
+
+
 class Linear(nn.Linear):
-    """``nn.Linear`` (same parameters, same state dict) with the seed-group fast path of ``stacked_baddbmm``."""
+    """``nn.Linear`` (same parameters, same state dict) with the seed-group fast path of ``stacked_baddbmm``.
+
+    ``float32_output``: under mixed precision this layer still computes in float32 (an output layer)."""
+
+    float32_output = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.float32_output and (full := in_float32(x)) is not None:
+            with full:
+                return self.forward(x.float())
         if not _functorch.is_batchedtensor(self.weight):
             return super().forward(x)
         level = _functorch.maybe_get_level(self.weight)
@@ -174,7 +189,7 @@ class MLP(nn.Sequential):
             if dropout > 0:
                 layers.append(Dropout(dropout))
             width = hidden
-        layers.append(Linear(width, out_dim))
+        layers.append(output_layer(width, out_dim))
         if output_activation is not None:
             layers.append(activation(output_activation))
         super().__init__(*layers)
@@ -182,6 +197,13 @@ class MLP(nn.Sequential):
         initialize(
             [(m.weight.T.unsqueeze(0), m.bias.unsqueeze(0)) for m in linears], init=init, last_layer_scale=last_layer_scale
         )
+
+
+def output_layer(in_dim: int, out_dim: int) -> Linear:
+    """A network's last layer: it computes in float32 under mixed precision."""
+    layer = Linear(in_dim, out_dim)
+    layer.float32_output = True
+    return layer
 
 
 @torch.no_grad()
@@ -209,8 +231,10 @@ class EnsembleLinear(nn.Module):
     """E independent linear layers as one ``[E, in, out]`` weight: one batched matmul for all members.
 
     Input ``[E, B, in]`` gives ``[E, B, out]``. Each member is initialised as
-    ``nn.Linear`` would be.
+    ``nn.Linear`` would be. ``float32_output`` as ``Linear``'s.
     """
+
+    float32_output = False
 
     def __init__(self, ensemble_size: int, in_features: int, out_features: int) -> None:
         super().__init__()
@@ -223,6 +247,9 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor, members: slice | None = None, frozen: bool = False) -> torch.Tensor:
+        if self.float32_output and (full := in_float32(x)) is not None:
+            with full:
+                return self.forward(x.float(), members, frozen)
         bias, weight = (self.bias, self.weight) if members is None else (self.bias[members], self.weight[members])
         if frozen:  # gradients reach x only: the backward skips the weight and bias products
             bias, weight = bias.detach(), weight.detach()
@@ -253,6 +280,7 @@ class EnsembleMLP(nn.Module):
         self.ensemble_size = ensemble_size
         widths = [in_dim, *hidden_dims, out_dim]
         self.layers = nn.ModuleList(EnsembleLinear(ensemble_size, a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers[-1].float32_output = True
         self.norms = nn.ModuleList(nn.LayerNorm(w) for w in hidden_dims) if layer_norm else None
         self.act = activation(activation_name)
         initialize([(layer.weight, layer.bias) for layer in self.layers], init=init, last_layer_scale=last_layer_scale)

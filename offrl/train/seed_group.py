@@ -244,14 +244,18 @@ class SeedGroup:
     def _proxy(self, index: int, algo: Algorithm, method: str) -> Callable[[Any], dict[str, torch.Tensor]]:
         real = getattr(type(algo), method).__get__(algo)
 
+        device_type = algo.device.type
+
         def submit(batch: Any) -> dict[str, torch.Tensor]:
             if getattr(common.stacked_update, "model", None) is not None:  # update_offline -> update, inside vmap
                 return real(batch)
-            return self._submit(index, method, batch)
+            # the trainer's mixed precision (autocast) is this thread's: the stacked update runs under the same
+            autocast = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+            return self._submit(index, (method, autocast), batch)
 
         return submit
 
-    def _submit(self, index: int, method: str, batch: Any) -> dict[str, torch.Tensor]:
+    def _submit(self, index: int, method: tuple[str, torch.dtype | None], batch: Any) -> dict[str, torch.Tensor]:
         with self._lock:
             self._pending[index] = (method, batch)
             if self._all_in():
@@ -286,13 +290,18 @@ class SeedGroup:
             algo = self._members[index]
             cohorts.setdefault((self._pending[index][0], algo.num_updates, algo.total_updates), []).append(index)
         try:
-            for (method, *_), indices in cohorts.items():
+            for ((method, autocast), *_), indices in cohorts.items():
                 key = tuple(indices)
                 model = self._models.get(key)
                 if model is None:
                     self._models = {k: m for k, m in self._models.items() if not set(k) & set(key)}
                     model = self._models[key] = StackedModel([self._members[i] for i in indices])
-                outputs = model.update(method, [self._pending[i][1] for i in indices])
+                batches = [self._pending[i][1] for i in indices]
+                if autocast is None:
+                    outputs = model.update(method, batches)
+                else:
+                    with torch.autocast(model.algos[0].device.type, dtype=autocast):
+                        outputs = model.update(method, batches)
                 self._results.update(zip(indices, outputs))
         except Exception as error:  # every waiting seed raises it
             for index in self._pending:

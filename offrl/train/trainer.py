@@ -44,6 +44,7 @@ from offrl.data.sequences import SequenceSampler
 from offrl.data.validation import check_actions
 from offrl.errors import CheckpointError, OffrlError
 from offrl.io import atomic_path, write_json
+from offrl.nn.precision import update_context
 from offrl.spaces import space_to_json
 from offrl.train import checkpoint as ckpt
 from offrl.train.collector import Collector
@@ -224,6 +225,7 @@ def train(
     lr_end_factor: float = 0.0,
     goal_keys: Sequence[str] = (),
     video_episodes: int = 0,
+    precision: str = "fp32",
 ) -> TrainResult:
     """Train ``algo`` for ``steps`` (+ ``online_steps``) gradient updates; see the module docstring.
 
@@ -246,6 +248,9 @@ def train(
             added ``goal_<key>`` to the data): evaluation environments add the task's goal the same way.
         lr_schedule: ``"constant"``, or every optimizer's learning rate decayed ``"linear"``-ly or along a
             ``"cosine"`` to ``lr_end_factor`` times its initial value at the last step.
+        precision: ``"fp32"``, or ``"bf16"``: each gradient step's matrix products in bfloat16 (mixed
+            precision; parameters, optimizer states, losses and output layers stay float32; see
+            ``offrl.nn.precision``). Acting and evaluation stay float32.
         init_from: a run directory or checkpoint whose weights and optimizer states start this run.
         resume: continue the run in ``run_dir`` from its last checkpoint. Offline runs resume
             exactly; with an online phase the environments are reset, so episodes in progress are
@@ -292,6 +297,7 @@ def train(
         if not callable(getattr(algo, "loss", None)):
             raise OffrlError(f"{algo.name} has no imitation loss to validate with: validation is for the imitation algorithms")
         check_spaces(algo, validation)
+    mixed_precision = update_context(precision, algo.device)
     if lr_schedule not in LR_SCHEDULES:
         raise OffrlError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {lr_schedule!r}")
     if save_best not in (None, "validation", "success", "return"):
@@ -407,6 +413,7 @@ def train(
                     "video_episodes": video_episodes,
                     "lr_schedule": lr_schedule,
                     "lr_end_factor": lr_end_factor,
+                    "precision": precision,
                 },
                 **(run_info or {}),
             },
@@ -520,10 +527,14 @@ def train(
                     set_learning_rates(algo, learning_rate_factor(lr_schedule, step, total, lr_end_factor))
                 if schedule.is_rl_step(step):
                     collect_for_rl_update()
-                    metrics.add(algo.update(sampler.sample()))
+                    batch = sampler.sample()
+                    with mixed_precision():
+                        metrics.add(algo.update(batch))
                     counters["rl_updates"] += 1
                 else:
-                    metrics.add(algo.update_offline(offline_sampler.sample()))
+                    batch = offline_sampler.sample()
+                    with mixed_precision():
+                        metrics.add(algo.update_offline(batch))
                     counters["offline_updates"] += 1
                 step += 1
                 if step % log_every == 0 or step == total:

@@ -45,12 +45,13 @@ def test_every_offline_algorithm_has_a_learning_test():
     assert offline <= set(SETTINGS) | set(IMITATION), offline - set(SETTINGS) - set(IMITATION)
 
 
-def train_and_evaluate(name: str, ds, env: str, steps: int, overrides: dict, *, eval_episodes: int, run_dir):
+def train_and_evaluate(name: str, ds, env: str, steps: int, overrides: dict, *, eval_episodes: int, run_dir,
+                       precision: str = "fp32"):
     """``name`` trained offline on ``ds`` through the real trainer and evaluated at the end; with the data's mean return."""
     algo = offrl.make_algo(name, ds.observation_space, ds.action_space, seed=0, **overrides)
     result = offrl.train_offline(
         algo, ds, env=env, steps=steps, eval_every=0, eval_episodes=eval_episodes, run_dir=run_dir, progress=False,
-        tensorboard=False,
+        tensorboard=False, precision=precision,
     )
     return result, float(ds.episode_returns().mean())
 
@@ -62,4 +63,15 @@ def test_policy_beats_the_behaviour_policy(name, pendulum_learning_dataset, tmp_
         name, pendulum_learning_dataset, "Pendulum-v1", steps, overrides, eval_episodes=20, run_dir=tmp_path / name
     )
     assert result.final_eval.episodes == 20
+    assert result.final_eval.mean_return > behaviour + MARGIN, (result.final_eval.mean_return, behaviour)
+
+
+@pytest.mark.parametrize("name", ["td3_bc", "iql"])
+def test_policy_trained_in_bf16_beats_the_behaviour_policy(name, pendulum_learning_dataset, tmp_path):
+    """Mixed precision (bfloat16 hidden products) learns as the float32 runs above do, by the same margin."""
+    steps, overrides = SETTINGS[name]
+    result, behaviour = train_and_evaluate(
+        name, pendulum_learning_dataset, "Pendulum-v1", steps, overrides, eval_episodes=20, run_dir=tmp_path / name,
+        precision="bf16",
+    )
     assert result.final_eval.mean_return > behaviour + MARGIN, (result.final_eval.mean_return, behaviour)

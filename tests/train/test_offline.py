@@ -163,3 +163,33 @@ def test_no_environment_means_no_evaluation(pendulum_dataset, tmp_path):
     )
     assert result.final_eval is None and not (tmp_path / "r/final_eval.json").exists()
     assert (tmp_path / "r/learning_curve.png").exists()
+
+
+def test_bf16_training_is_recorded_and_resumes_in_bf16(pendulum_dataset, tmp_path, monkeypatch):
+    """``offrl train --precision bf16``: the run's config says so, its checkpoints hold float32 weights,
+    and ``--resume`` continues in bf16 unless told otherwise."""
+    from offrl import cli
+    from offrl.train.checkpoint import read_checkpoint
+    from tests.data.test_formats import write_d4rl
+
+    write_d4rl(tmp_path / "pend.hdf5", pendulum_dataset, next_observations=False)
+    given = []
+    real_train = trainer.train
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: given.append(k["precision"]) or real_train(*a, **k))
+    base = ["train", "--no-progress", "--eval-every", "0", "--log-every", "10"]
+    run = str(tmp_path / "run")
+    assert cli.main([*base, "--algo", "td3_bc", "--dataset", str(tmp_path / "pend.hdf5"), "--steps", "20", "--run-dir", run,
+                     "--precision", "bf16", "--set", "hidden_dims=32,32"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["precision"] == "bf16"
+    _, tensors = read_checkpoint(tmp_path / "run")
+    assert all(t.dtype == torch.float32 for t in tensors.values() if t.is_floating_point())
+    assert cli.main([*base, "--resume", run, "--steps", "30"]) == 0
+    assert cli.main([*base, "--resume", run, "--steps", "40", "--precision", "fp32"]) == 0
+    assert given == ["bf16", "bf16", "fp32"]
+
+
+def test_an_unknown_precision_stops_before_the_run_starts(pendulum_dataset, tmp_path):
+    algo = offrl.make_algo("bc", pendulum_dataset.observation_space, pendulum_dataset.action_space, hidden_dims=(32, 32))
+    with pytest.raises(OffrlError, match="precision must be one of fp32, bf16, not 'half'"):
+        offrl.train_offline(algo, pendulum_dataset, steps=10, eval_every=0, run_dir=tmp_path / "run", precision="half", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -256,3 +256,40 @@ def test_image_seeds_with_frame_stacks_stack_to_the_separate_updates(name):
         theirs = reference.state_dict()
         differences = torch.cat([(v - theirs[k]).abs().flatten() for k, v in algo.state_dict().items() if v.is_floating_point()])
         assert float(differences.max()) < 3e-4 and float((differences > 1e-4).float().mean()) < 1e-3
+
+
+def test_seeds_in_bf16_update_stacked_in_bf16():
+    """The trainer's mixed precision is the seed thread's autocast; the stacked update, run in the group's
+    thread, runs under the same one (else the group would silently train in float32)."""
+    from offrl.nn.precision import update_context
+
+    algos, samplers = seeds_of("td3_bc", 2, policy_noise=0.0)
+    separate = [copy.deepcopy(algo) for algo in algos]
+    batches = [[sampler.sample() for _ in range(3)] for sampler in samplers]
+    hidden = []  # the dtype of a hidden layer's output, wherever the critic ran
+    algos[0].critic.net.layers[0].register_forward_hook(lambda module, args, out: hidden.append(out.dtype))
+    mixed = update_context("bf16", "cpu")
+    group = SeedGroup(2)
+
+    def seed(index):
+        try:
+            group.join(index, algos[index])
+            for batch in batches[index]:
+                with mixed():
+                    algos[index].update(batch)
+        finally:
+            group.leave(index)
+
+    threads = [threading.Thread(target=seed, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    group.serve()
+    for thread in threads:
+        thread.join()
+    assert hidden and set(hidden) == {torch.bfloat16}
+    for algo, reference, own in zip(algos, separate, batches):
+        for batch in own:
+            with mixed():
+                reference.update(batch)
+        assert algo.num_updates == reference.num_updates == 3
+        assert max_difference(algo, reference) < 1e-4

@@ -1,0 +1,52 @@
+"""Mixed precision for the gradient step: ``"bf16"`` runs its matrix products in bfloat16.
+
+Under ``torch.autocast`` the products (linear layers, ensembles' batched products, convolutions,
+attention) take bfloat16 copies of their inputs and weights and accumulate in float32. Parameters,
+gradients, optimizer states, losses and every network's output layer stay in float32
+(``float32_output`` in ``offrl.nn.layers``): Q-values, log-probabilities and actions keep full
+precision, the hidden layers' products run at the hardware's bfloat16 rate. Checkpoints are the same
+float32 tensors as without it, and acting (evaluation, rollouts, exported policies) stays float32.
+
+It pays where the hardware multiplies bfloat16 natively: CPUs with AVX512-BF16 or AMX (AMD Zen 4
+and later, Intel Cooper Lake / Sapphire Rapids and later) and GPUs from Ampere on. Elsewhere torch
+emulates it, slower than float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+
+from offrl.errors import OffrlError
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str, device: torch.device | str) -> None:
+    """Raise a clear error for an unknown precision, or bf16 on a GPU without bfloat16 arithmetic."""
+    if precision not in PRECISIONS:
+        raise OffrlError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    device = torch.device(device)
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise OffrlError(f"precision 'bf16': {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic; use fp32")
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` multiplies bfloat16 in hardware (else autocast to bfloat16 is slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
+def update_context(precision: str, device: torch.device | str) -> Callable[[], contextlib.AbstractContextManager]:
+    """What the trainer enters around each gradient step: autocast to bfloat16 for ``"bf16"``, nothing for ``"fp32"``."""
+    check_precision(precision, device)
+    if precision == "fp32":
+        return contextlib.nullcontext
+    device_type = torch.device(device).type
+    return lambda: torch.autocast(device_type, dtype=torch.bfloat16)

@@ -1,0 +1,71 @@
+"""Mixed precision (``precision="bf16"``): hidden products in bfloat16, outputs, parameters and optimizer states in float32."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from offrl.algos import list_algos
+from offrl.errors import OffrlError
+from offrl.nn.layers import MLP, EnsembleMLP
+from offrl.nn.precision import check_precision, update_context
+from tests.algos.test_smoke import build, dataset_for
+
+ALGOS = [cls.name for cls in list_algos()]
+
+
+def bf16():
+    return update_context("bf16", "cpu")()
+
+
+def test_mlp_hidden_layers_run_in_bfloat16_and_its_output_layer_in_float32():
+    torch.manual_seed(0)
+    mlp = MLP(11, [64, 64], 3)
+    x = torch.randn(32, 11)
+    with bf16():
+        hidden = torch.nn.Sequential(*list(mlp)[:-1])(x)
+        out = mlp(x)
+    assert hidden.dtype == torch.bfloat16 and out.dtype == torch.float32
+    last = mlp[-1]
+    assert torch.equal(out, F.linear(hidden.float(), last.weight, last.bias))  # the last product in float32, on bf16 features
+    assert not torch.equal(out, mlp(x))  # and it is not the float32 network: the hidden products were bfloat16
+    torch.testing.assert_close(out, mlp(x), rtol=0.05, atol=0.02)
+
+
+def test_ensemble_output_layer_computes_in_float32():
+    torch.manual_seed(0)
+    net = EnsembleMLP(3, 14, [64, 64], 1)
+    x = torch.randn(32, 14)
+    with bf16():
+        out = net(x)
+        frozen = net(x, members=slice(0, 1), frozen=True)
+    assert out.dtype == frozen.dtype == torch.float32
+    torch.testing.assert_close(frozen, out[:1])
+    torch.testing.assert_close(out, net(x), rtol=0.05, atol=0.02)
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_every_algorithm_updates_in_bf16_with_float32_weights_and_moments(name):
+    algo, sampler = build(name, dataset_for(name))
+    reference = copy.deepcopy(algo)
+    batches = [sampler.sample() for _ in range(3)]
+    for batch in batches:
+        with bf16():
+            metrics = algo.update(batch)
+        assert all(value.dim() == 0 and torch.isfinite(value) for value in metrics.values()), metrics
+        reference.update(batch)
+    state = algo.state_dict()
+    assert all(value.dtype == reference.state_dict()[key].dtype for key, value in state.items())
+    for optimizer in algo.optimizers.values():
+        for moments in optimizer.state.values():
+            assert all(v.dtype == torch.float32 for v in moments.values() if torch.is_tensor(v) and v.is_floating_point())
+    difference = max(float((value - reference.state_dict()[key]).abs().max()) for key, value in state.items() if value.is_floating_point())
+    assert 0 < difference < 0.05  # the same algorithm, at another precision
+
+
+def test_unknown_precision_is_one_clear_error():
+    with pytest.raises(OffrlError, match="precision must be one of fp32, bf16, not 'fp16'"):
+        check_precision("fp16", "cpu")
