@@ -3,6 +3,7 @@
     python benchmarks/speed.py --quick                 # a few minutes: one repetition, short intervals
     python benchmarks/speed.py                         # 3 repetitions, 1M transitions
     python benchmarks/speed.py --algos td3_bc,cql --reps 5 --device cuda
+    python benchmarks/speed.py --precision bf16        # offrl in mixed precision (bfloat16 products), d3rlpy float32
 
 For every algorithm both libraries implement, gradient steps per second of each library's own
 training loop (offrl's ``train_offline``, d3rlpy's ``fit``: sampling, the update and the loop's
@@ -94,7 +95,7 @@ def offrl_worker(job: dict[str, Any]) -> dict[str, Any]:
                                        device=job["device"], **job["settings"])
                 offrl.train_offline(algo, dataset, steps=steps, eval_every=0, log_every=job["interval"], seed=seed,
                                     run_dir=Path(work) / f"seed-{seed}", checkpoint_every=steps, progress=False,
-                                    tensorboard=False)
+                                    tensorboard=False, precision=job.get("precision", "fp32"))
             return run
 
         run_seed_group([one_seed(seed) for seed in seeds], batched=len(seeds) > 1)
@@ -128,18 +129,20 @@ def floor_worker(job: dict[str, Any]) -> dict[str, Any]:
     add(actor, 0.5, input_grads="hidden")  # actor step every second update: actor forward and backward,
     add(critic, 0.5, weight_grads=False, input_grads="all")  # Q1 forward and its gradient with respect to the action
 
-    seconds = sum(count * matmul_seconds((1, *shape), device) for shape, count in shapes.items())
+    seconds = sum(count * matmul_seconds((1, *shape), device, job["precision"]) for shape, count in shapes.items())
     flops = sum(count * 2 * m * k * n for (m, k, n), count in shapes.items())
     return {"seconds": seconds, "mflop": flops / 1e6}
 
 
-def matmul_seconds(shape: tuple[int, int, int, int], device) -> float:
-    """Median seconds of one contiguous ``[b, m, k] @ [b, k, n]`` product (``torch.mm`` when b is 1) alone."""
+def matmul_seconds(shape: tuple[int, int, int, int], device, precision: str = "fp32") -> float:
+    """Median seconds of one contiguous ``[b, m, k] @ [b, k, n]`` product (``torch.mm`` when b is 1) alone;
+    in bfloat16 for ``precision`` bf16 (all of them, output layers too: a bound may only be optimistic)."""
     import torch
 
     b, m, k, n = shape
     lead = () if b == 1 else (b,)
-    a, w, out = (torch.randn(*lead, rows, cols, device=device) for rows, cols in ((m, k), (k, n), (m, n)))
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, w, out = (torch.randn(*lead, rows, cols, device=device, dtype=dtype) for rows, cols in ((m, k), (k, n), (m, n)))
     product = torch.bmm if lead else torch.mm
     samples = []
     for _ in range(7):
@@ -191,7 +194,7 @@ def bound_worker(job: dict[str, Any]) -> dict[str, Any]:
     algo.update_offline = marked
     with tempfile.TemporaryDirectory() as work, profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         offrl.train_offline(algo, dataset, steps=warmup + profiled, eval_every=0, log_every=warmup + profiled, seed=0,
-                            run_dir=Path(work) / "run", progress=False, tensorboard=False)
+                            run_dir=Path(work) / "run", progress=False, tensorboard=False, precision=job["precision"])
     events = prof.events()
     windows = [(e.time_range.start, e.time_range.end) for e in events if e.name == "timed_update"]
     counts: dict[tuple[int, int, int, int], int] = {}
@@ -206,7 +209,7 @@ def bound_worker(job: dict[str, Any]) -> dict[str, Any]:
         left, right = (event.input_shapes[i] for i in MATMULS[event.name])
         shape = (1, *left, right[-1]) if len(left) == 2 else (*left, right[-1])
         counts[shape] = counts.get(shape, 0) + 1
-    seconds = sum(count * matmul_seconds(shape, device) for shape, count in counts.items()) / profiled
+    seconds = sum(count * matmul_seconds(shape, device, job["precision"]) for shape, count in counts.items()) / profiled
     flops = sum(count * 2 * b * m * k * n for (b, m, k, n), count in counts.items()) / profiled
     return {"seconds": seconds, "mflop": flops / 1e6, "products": sum(counts.values()) / profiled}
 
@@ -227,6 +230,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--intervals", type=int, default=None, help="timed intervals per process (default 3; 2 with --quick)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for both libraries")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="offrl's gradient steps (and the floor's and bounds' products) in float32 or mixed bfloat16; "
+                             "d3rlpy trains in float32")
     parser.add_argument("--size", type=int, default=None, help="transitions in the dataset (default 1M; 100k with --quick)")
     parser.add_argument("--no-bound", action="store_true", help="skip the per-algorithm matrix-product bound")
     parser.add_argument("--d3rlpy-python", default=str(ROOT / ".venv-d3rlpy" / "bin" / "python"))
@@ -273,7 +279,7 @@ def main() -> None:
         npz = export_npz(dataset, work / "hopper-sized.npz")
         obs_dim, act_dim = int(np.prod(dataset.observation_space.shape)), int(np.prod(dataset.action_space.shape))
         floor_job = {"kind": "floor", "threads": args.threads, "device": args.device, "batch": 256, "obs_dim": obs_dim,
-                     "act_dim": act_dim, "hidden": [256, 256]}
+                     "act_dim": act_dim, "hidden": [256, 256], "precision": args.precision}
         for rep in range(args.reps):
             for algo in algos:
                 if algo == "td3_bc":  # the floor right before TD3+BC, so both see the machine in the same state
@@ -286,7 +292,7 @@ def main() -> None:
                 job = {"kind": "train", "algo": algo, "settings": settings, **data_values(settings, dataset),
                        "hdf5": str(hdf5), "data": str(npz), "interval": interval, "intervals": args.intervals,
                        "steps": interval * (args.intervals + 1),
-                       "seed": rep, "device": args.device, "threads": args.threads}
+                       "seed": rep, "device": args.device, "threads": args.threads, "precision": args.precision}
                 order = ["offrl", "d3rlpy"] if rep % 2 == 0 else ["d3rlpy", "offrl"]
                 if not args.no_bound:  # the matrix products of offrl's step, timed right before the pair
                     bound_job = {**job, "kind": "bound", "settings": speed_settings(algo, BOUND_WARMUP),
@@ -313,8 +319,12 @@ def main() -> None:
         widths = settings.get("hidden_dims", (settings.get("embed_dim"),))
         rows.append([algo, settings["batch_size"], "x".join(str(w) for w in widths), summary(results[algo]["offrl"], 1),
                      summary(results[algo]["d3rlpy"], 1), summary(results[algo]["ratio"], 2)])
-    table = markdown_table(["algorithm", "batch", "widths", "offrl steps/s", "d3rlpy steps/s", "offrl / d3rlpy"], rows)
-    lines = [f"offrl {versions.get('offrl')}, d3rlpy {versions.get('d3rlpy')}; {args.threads} torch threads, device "
+    offrl_column = "offrl steps/s" if args.precision == "fp32" else f"offrl ({args.precision}) steps/s"
+    table = markdown_table(["algorithm", "batch", "widths", offrl_column, "d3rlpy steps/s", "offrl / d3rlpy"], rows)
+    precision = "" if args.precision == "fp32" else (
+        f"offrl in mixed precision ({args.precision}: hidden products in bfloat16, output layers, parameters and "
+        f"optimizer states float32), d3rlpy in float32; products of the floor and bounds timed in bfloat16; ")
+    lines = [f"offrl {versions.get('offrl')}, d3rlpy {versions.get('d3rlpy')}; {precision}{args.threads} torch threads, device "
              f"{args.device}; {args.size:,} transitions (Hopper shapes); {args.reps} repetition(s) x {args.intervals} timed "
              f"interval(s) per process; wall {time.perf_counter() - started:.0f} s", "", table, ""]
     if not args.no_bound:
@@ -336,7 +346,7 @@ def main() -> None:
         lines.append(f"TD3+BC matmul floor (batch 256, 256x256, measured before each TD3+BC pair): "
                      f"{statistics.median(floors) * 1e3:.2f} ms per step = {summary([1 / f for f in floors])} steps/s; "
                      f"offrl's TD3+BC runs at {summary(shares)}% of the floor of its repetition")
-    heading = "quick" if args.quick else "full"
+    heading = ("quick" if args.quick else "full") + ("" if args.precision == "fp32" else f", offrl {args.precision}")
     record(RESULTS, TITLE, f"{heading}, {args.device}, {torch.get_num_threads()} threads in the driver", "\n".join(lines))
 
 

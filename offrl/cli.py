@@ -213,6 +213,8 @@ class SearchArgs:
     """Seed of initial weights, selection, mutations and judging episodes."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Training device."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """The members' gradient steps in float32, or with their matrix products in bfloat16 (as offrl train --precision)."""
     progress: bool = True
     """Print a line per generation."""
     imports: Annotated[tuple[str, ...], tyro.conf.arg(name="import"), tyro.conf.UseAppendAction] = ()
@@ -774,7 +776,8 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
 
     given = _given_flags(argv) & {field.name for field in dataclasses.fields(SearchArgs)}
     if args.resume:
-        changeable = {"resume", "max_steps", "target", "backend", "address", "cpus_per_member", "device", "progress", "batch_members"}
+        changeable = {"resume", "max_steps", "target", "backend", "address", "cpus_per_member", "device", "precision", "progress",
+                      "batch_members"}
         fixed = given - changeable
         if fixed:
             flags = ", ".join("--" + c.replace("_", "-") for c in sorted(fixed))
@@ -809,7 +812,7 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
         config=config, space=space, validation=validation,
         validation_fraction=args.validation_fraction, initial=args.initial, eval_episodes=args.eval_episodes,
         eval_envs=args.eval_envs, validation_batches=args.validation_batches, fqe_steps=args.fqe_steps, seed=args.seed,
-        device=str(resolve_device(args.device)),
+        device=str(resolve_device(args.device)), precision=args.precision,
     )
     mutations = Mutations(
         no_mutation=args.no_mutation, architecture=args.arch_mutation, new_layer_prob=args.new_layer_prob,
@@ -820,7 +823,7 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
         "collect_every",
         "population", "evo_steps", "space", "set", "initial", "tournament_size", "elitism", "eval_loop",
         "eval_episodes", "eval_envs", "validation_key", "filter_key", "validation_fraction", "validation_batches", "fqe_steps", "no_mutation",
-        "arch_mutation", "new_layer_prob", "param_mutation", "act_mutation", "rl_hp_mutation", "mutation_sd", "seed", "imports",
+        "arch_mutation", "new_layer_prob", "param_mutation", "act_mutation", "rl_hp_mutation", "mutation_sd", "seed", "imports", "precision",
     )}
     try:
         result = train_population(

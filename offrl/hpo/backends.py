@@ -63,7 +63,9 @@ class LocalBackend:
             model = StackedModel([w.algo for w in members])
             accumulators = [MetricAccumulator() for _ in cohort]
             for _ in range(steps):
-                outputs = model.update(members[0].update_method, [s.sample() for s in samplers])
+                batches = [s.sample() for s in samplers]
+                with members[0].mixed_precision():
+                    outputs = model.update(members[0].update_method, batches)
                 for accumulator, output in zip(accumulators, outputs):
                     accumulator.add(output)
             for index, accumulator in zip(cohort, accumulators):

@@ -51,6 +51,7 @@ from offrl.hpo.selection import TournamentSelection
 from offrl.hpo.space import HyperparameterSpace, default_space
 from offrl.hpo.worker import FitnessSpec, InteractionSpec, algo_from_state, algo_state
 from offrl.io import atomic_path, write_json
+from offrl.nn.precision import check_precision
 from offrl.spaces import as_float32
 from offrl.train import checkpoint as ckpt
 from offrl.train.run import read_record
@@ -131,6 +132,7 @@ class Population:
         fqe_steps: int = 5_000,
         seed: int = 0,
         device: str = "cpu",
+        precision: str = "fp32",
     ) -> None:
         if size < 2:
             raise ConfigError(f"a population needs at least 2 members, not {size}")
@@ -140,6 +142,8 @@ class Population:
         if cls.batch_kind == "sequences":
             raise ConfigError(f"{algo} trains on episode windows: the search trains transition-based algorithms")
         self.algo, self.size, self.env, self.initial, self.seed, self.device = algo, size, env, initial, seed, device
+        check_precision(precision, device)
+        self.precision = precision
         self.base_config = config if isinstance(config, cls.Config) else make_config(cls.Config, config or {}, source=f"{algo} config")
         self.space = space if space is not None else default_space(algo, self.base_config)
         self.space.check(cls.Config, algo)
@@ -206,6 +210,7 @@ class Population:
             "fitness": self.fitness,
             "interaction": self.interaction,
             "device": str(self.device),
+            "precision": self.precision,
         }
 
     def dataset_record(self) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ from offrl.data.replay import ReplayBuffer
 from offrl.data.sampler import MixedSampler, UniformSampler
 from offrl.data.tree import tree_items, tree_map
 from offrl.hpo.mutation import Mutation, apply_mutation
+from offrl.nn.precision import update_context
 from offrl.ope import algo_policy, fitted_q_evaluation
 from offrl.train.collector import Collector
 from offrl.train.evaluate import evaluate, make_vector_env
@@ -82,6 +83,7 @@ class MemberWorker:
         interaction: InteractionSpec | None = None,
         buffer: ReplayBuffer | None = None,
         device: str = "cpu",
+        precision: str = "fp32",
         threads: int | None = None,
     ) -> None:
         if threads is not None:
@@ -90,6 +92,7 @@ class MemberWorker:
         self.dataset, self.validation, self.fitness_spec = dataset, validation, fitness
         self.interaction = interaction
         self.device = torch.device(device)
+        self.mixed_precision = update_context(precision, self.device)  # entered around each gradient step
         if interaction is not None and buffer is None:
             buffer = ReplayBuffer(observation_space, action_space, interaction.buffer_size, device=self.device)
         self.buffer = buffer  # shared by the members of this process; a replica in a Ray actor
@@ -163,7 +166,9 @@ class MemberWorker:
         metrics = MetricAccumulator()
         self.algo.train(True)
         for _ in range(steps):
-            metrics.add(update(sampler.sample()))
+            batch = sampler.sample()
+            with self.mixed_precision():
+                metrics.add(update(batch))
         return metrics.means()
 
     def diverged(self) -> bool:

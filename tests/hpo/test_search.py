@@ -183,3 +183,20 @@ def test_bad_loop_settings_are_clear_errors(pendulum_dataset, tmp_path):
         search(pendulum_dataset, tmp_path / "b", size=2, tournament=TournamentSelection(tournament_size=3))
     with pytest.raises(ConfigError, match="at least 2 members"):
         Population("bc", pendulum_dataset, size=1)
+
+
+def test_a_bf16_population_steps_in_bf16_batched_and_alone(pendulum_dataset):
+    population = Population("td3_bc", pendulum_dataset, size=4, env="Pendulum-v1", config=SMALL, eval_episodes=2, eval_envs=2,
+                            precision="bf16")
+    runner = backends.LocalBackend(4, population.worker_options())
+    for slot, alpha in enumerate([2.5, 2.5, 2.5, 3.0]):  # the last one alone: another configuration
+        runner.create(slot, {**SMALL, "alpha": alpha}, seed=slot, total_updates=100)
+    hidden = {slot: set() for slot in range(4)}
+    for slot, worker in enumerate(runner.workers):
+        worker.algo.critic.net.layers[0].register_forward_hook(lambda module, args, out, slot=slot: hidden[slot].add(out.dtype))
+    runner.train(5, [0, 1, 2, 3])
+    assert runner.last_cohorts == [[0, 1, 2], [3]]
+    assert hidden[0] == hidden[3] == {torch.bfloat16}  # the stacked model runs the first member's modules
+    assert all(p.dtype == torch.float32 for w in runner.workers for p in w.algo.parameters())
+    with pytest.raises(offrl.OffrlError, match="precision must be one of fp32, bf16"):
+        Population("td3_bc", pendulum_dataset, size=2, env="Pendulum-v1", precision="fp8")
