@@ -215,7 +215,7 @@ def offrl_speed_worker(job: dict[str, Any]) -> dict[str, Any]:
     algo = offrl.make_algo(job["algo"], dataset.observation_space, dataset.action_space, seed=job["seed"], **job["settings"])
     with tempfile.TemporaryDirectory() as work:
         offrl.train_offline(algo, dataset, steps=job["steps"], eval_every=0, log_every=job["interval"], run_dir=work,
-                            checkpoint_every=job["steps"], progress=False, tensorboard=False)
+                            checkpoint_every=job["steps"], progress=False, tensorboard=False, precision=job.get("precision", "fp32"))
         with open(Path(work) / "metrics.csv") as handle:
             rates = [float(row["steps_per_sec"]) for row in csv.DictReader(handle)]
     return {"steps_per_sec": rates[1:], "version": offrl.__version__}
@@ -252,12 +252,14 @@ def speed(args) -> None:
             interval = steps_per_interval[row]
             for library in order:
                 job = {"mode": "speed", "algo": algo, "settings": settings, "data": str(data[kind]), "seed": rep,
-                       "device": "cpu", "threads": args.threads, "interval": interval, "steps": interval * (intervals + 1)}
+                       "device": "cpu", "threads": args.threads, "interval": interval, "steps": interval * (intervals + 1),
+                       "precision": args.precision}
                 command = [args.d3rlpy_python, str(WORKER)] if library == "d3rlpy" else [sys.executable, __file__, "--worker"]
                 result = run_worker(command, job, work, f"{library}-{row}-{rep}")
                 rates[row][library].append(statistics.median(result["steps_per_sec"]))
             print(f"rep {rep} {row:20s} offrl {rates[row]['offrl'][-1]:7.1f}  d3rlpy {rates[row]['d3rlpy'][-1]:7.1f} steps/s  "
                   f"x{rates[row]['offrl'][-1] / rates[row]['d3rlpy'][-1]:.2f}", flush=True)
+    precision = "" if args.precision == "fp32" else f" ({args.precision})"
     cell = lambda v, digits=1: f"{statistics.median(v):.{digits}f} [{min(v):.{digits}f}, {max(v):.{digits}f}]"  # noqa: E731
     rows = []
     for row in args.algos:
@@ -269,11 +271,14 @@ def speed(args) -> None:
         f"{args.size:,} transitions per dataset (8-dim vectors with 4 actions; single 84x84 uint8 frames stacked 4 at "
         f"sampling time); {args.threads} torch threads; each library's training loop in a fresh process, {args.reps} "
         f"repetitions alternating order, {intervals} timed intervals after a warm-up one; median [min, max] steps/s. "
-        f"Settings: `{json.dumps({row: SPEED[row][3] for row in args.algos})}`.\n\n"
-        + markdown_table(["algorithm", "data", "batch", "steps per interval", "offrl steps/s",
+        f"Settings: `{json.dumps({row: SPEED[row][3] for row in args.algos})}`."
+        + ("" if args.precision == "fp32" else f" offrl in mixed precision ({args.precision}: bfloat16 products, float32 "
+           "output layers, parameters and optimizer states), d3rlpy in float32.") + "\n\n"
+        + markdown_table(["algorithm", "data", "batch", "steps per interval", f"offrl{precision} steps/s",
                           f"d3rlpy {args.d3rlpy_version} steps/s", "offrl / d3rlpy"], rows)
     )
-    record(RESULTS, TITLE, f"training speed (`python benchmarks/discrete.py speed --algos {','.join(args.algos)}`)", body)
+    flag = "" if args.precision == "fp32" else f" --precision {args.precision}"
+    record(RESULTS, TITLE, f"training speed (`python benchmarks/discrete.py speed --algos {','.join(args.algos)}{flag}`)", body)
 
 
 def parse_args() -> argparse.Namespace:
@@ -294,6 +299,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=20_000)
     parser.add_argument("--interval", type=int, help="speed: steps per timed interval (default: each row's)")
     parser.add_argument("--intervals", type=int, default=3)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="speed: offrl's gradient steps in float32 or mixed bfloat16 (d3rlpy trains in float32)")
     args = parser.parse_args()
     args.algos = args.algos.split(",") if args.algos else list(QUALITY if args.mode == "quality" else SPEED)
     done = subprocess.run([args.d3rlpy_python, "-c", "import d3rlpy; print(d3rlpy.__version__)"], capture_output=True, text=True)

@@ -15,6 +15,7 @@ emulates it, slower than float32.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -44,9 +45,13 @@ def native_bf16(device: torch.device | str) -> bool:
 
 
 def update_context(precision: str, device: torch.device | str) -> Callable[[], contextlib.AbstractContextManager]:
-    """What the trainer enters around each gradient step: autocast to bfloat16 for ``"bf16"``, nothing for ``"fp32"``."""
+    """What the trainer enters around each gradient step: autocast to bfloat16 for ``"bf16"``, nothing for ``"fp32"``.
+    Warns where the device would emulate bfloat16 (slower than float32)."""
     check_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext
+    if not native_bf16(device):
+        warnings.warn(f"precision 'bf16': this {torch.device(device).type.upper()} has no native bfloat16 arithmetic; "
+                      "torch emulates it, slower than fp32", stacklevel=2)
     device_type = torch.device(device).type
     return lambda: torch.autocast(device_type, dtype=torch.bfloat16)

@@ -202,7 +202,7 @@ class SeedGroup:
         self._turn = [threading.Condition(self._lock) for _ in range(size)]
         self._members: dict[int, Algorithm] = {}
         self._unjoined = set(range(size))
-        self._pending: dict[int, tuple[str, Any]] = {}
+        self._pending: dict[int, tuple[str, torch.dtype | None, Any]] = {}  # method, autocast dtype (None: off), batch
         self._results: dict[int, Any] = {}
         self._models: dict[tuple[int, ...], StackedModel] = {}
         self._solo: set[int] = set()  # seeds that cannot be batched, trained one at a time
@@ -243,7 +243,6 @@ class SeedGroup:
 
     def _proxy(self, index: int, algo: Algorithm, method: str) -> Callable[[Any], dict[str, torch.Tensor]]:
         real = getattr(type(algo), method).__get__(algo)
-
         device_type = algo.device.type
 
         def submit(batch: Any) -> dict[str, torch.Tensor]:
@@ -251,13 +250,13 @@ class SeedGroup:
                 return real(batch)
             # the trainer's mixed precision (autocast) is this thread's: the stacked update runs under the same
             autocast = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
-            return self._submit(index, (method, autocast), batch)
+            return self._submit(index, method, autocast, batch)
 
         return submit
 
-    def _submit(self, index: int, method: tuple[str, torch.dtype | None], batch: Any) -> dict[str, torch.Tensor]:
+    def _submit(self, index: int, method: str, autocast: torch.dtype | None, batch: Any) -> dict[str, torch.Tensor]:
         with self._lock:
-            self._pending[index] = (method, batch)
+            self._pending[index] = (method, autocast, batch)
             if self._all_in():
                 self._wake.notify()
             while index not in self._results:
@@ -288,15 +287,16 @@ class SeedGroup:
         cohorts: dict[tuple, list[int]] = {}
         for index in sorted(self._pending):
             algo = self._members[index]
-            cohorts.setdefault((self._pending[index][0], algo.num_updates, algo.total_updates), []).append(index)
+            method, autocast, _ = self._pending[index]
+            cohorts.setdefault((method, autocast, algo.num_updates, algo.total_updates), []).append(index)
         try:
-            for ((method, autocast), *_), indices in cohorts.items():
+            for (method, autocast, *_), indices in cohorts.items():
                 key = tuple(indices)
                 model = self._models.get(key)
                 if model is None:
                     self._models = {k: m for k, m in self._models.items() if not set(k) & set(key)}
                     model = self._models[key] = StackedModel([self._members[i] for i in indices])
-                batches = [self._pending[i][1] for i in indices]
+                batches = [self._pending[i][2] for i in indices]
                 if autocast is None:
                     outputs = model.update(method, batches)
                 else:

@@ -69,3 +69,10 @@ def test_every_algorithm_updates_in_bf16_with_float32_weights_and_moments(name):
 def test_unknown_precision_is_one_clear_error():
     with pytest.raises(OffrlError, match="precision must be one of fp32, bf16, not 'fp16'"):
         check_precision("fp16", "cpu")
+
+
+def test_bf16_without_native_bfloat16_arithmetic_warns(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16 arithmetic; torch emulates it, slower than fp32"):
+        update_context("bf16", "cpu")
