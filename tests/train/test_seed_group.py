@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 
@@ -39,6 +40,32 @@ def train_stacked_and_separately(algos, samplers, *, steps: int, stackings: int 
             for algo, batch in zip(separate, batches):
                 algo.update(batch)
     return separate
+
+
+def train_in_threads(algos, batches, context=contextlib.nullcontext) -> list[BaseException]:
+    """Each algorithm updated on its own batches in its own thread, as seeds of one ``SeedGroup``, each
+    update inside ``context()`` (the trainer's mixed precision); returns the threads' errors."""
+    group = SeedGroup(len(algos))
+    errors = []
+
+    def seed(index):
+        try:
+            group.join(index, algos[index])
+            for batch in batches[index]:
+                with context():
+                    algos[index].update(batch)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            group.leave(index)
+
+    threads = [threading.Thread(target=seed, args=(i,)) for i in range(len(algos))]
+    for thread in threads:
+        thread.start()
+    group.serve()
+    for thread in threads:
+        thread.join()
+    return errors
 
 
 @pytest.mark.parametrize("name", sorted(DETERMINISTIC))
@@ -130,26 +157,7 @@ def test_group_batches_threads_and_splits_seeds_at_different_steps():
     algos[lagging].update(samplers[lagging].sample())  # one step ahead of the others
     separate = [copy.deepcopy(algo) for algo in algos]
     batches = [[sampler.sample() for _ in range(4)] for sampler in samplers]
-    group = SeedGroup(3)
-    errors = []
-
-    def seed(index):
-        try:
-            group.join(index, algos[index])
-            for batch in batches[index]:
-                algos[index].update(batch)
-        except BaseException as error:  # noqa: BLE001
-            errors.append(error)
-        finally:
-            group.leave(index)
-
-    threads = [threading.Thread(target=seed, args=(i,)) for i in range(3)]
-    for thread in threads:
-        thread.start()
-    group.serve()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    assert not train_in_threads(algos, batches)
     for algo, reference, own in zip(algos, separate, batches):
         for batch in own:
             reference.update(batch)
@@ -269,23 +277,7 @@ def test_seeds_in_bf16_update_stacked_in_bf16():
     hidden = []  # the dtype of a hidden layer's output, wherever the critic ran
     algos[0].critic.net.layers[0].register_forward_hook(lambda module, args, out: hidden.append(out.dtype))
     mixed = update_context("bf16", "cpu")
-    group = SeedGroup(2)
-
-    def seed(index):
-        try:
-            group.join(index, algos[index])
-            for batch in batches[index]:
-                with mixed():
-                    algos[index].update(batch)
-        finally:
-            group.leave(index)
-
-    threads = [threading.Thread(target=seed, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    group.serve()
-    for thread in threads:
-        thread.join()
+    assert not train_in_threads(algos, batches, mixed)
     assert hidden and set(hidden) == {torch.bfloat16}
     for algo, reference, own in zip(algos, separate, batches):
         for batch in own:
