@@ -51,8 +51,8 @@ def update_context(precision: str, device: torch.device | str) -> Callable[[], c
     check_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext
-    if not native_bf16(device):
-        warnings.warn(f"precision 'bf16': this {torch.device(device).type.upper()} has no native bfloat16 arithmetic; "
-                      "torch emulates it, slower than fp32", stacklevel=2)
     device_type = torch.device(device).type
+    if not native_bf16(device):
+        warnings.warn(f"precision 'bf16': this {device_type.upper()} has no native bfloat16 arithmetic; "
+                      "torch emulates it, slower than fp32", stacklevel=2)
     return lambda: torch.autocast(device_type, dtype=torch.bfloat16)

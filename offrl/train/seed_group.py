@@ -297,11 +297,8 @@ class SeedGroup:
                     self._models = {k: m for k, m in self._models.items() if not set(k) & set(key)}
                     model = self._models[key] = StackedModel([self._members[i] for i in indices])
                 batches = [self._pending[i][2] for i in indices]
-                if autocast is None:
+                with torch.autocast(model.algos[0].device.type, dtype=autocast, enabled=autocast is not None):
                     outputs = model.update(method, batches)
-                else:
-                    with torch.autocast(model.algos[0].device.type, dtype=autocast):
-                        outputs = model.update(method, batches)
                 self._results.update(zip(indices, outputs))
         except Exception as error:  # every waiting seed raises it
             for index in self._pending:

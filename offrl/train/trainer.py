@@ -527,15 +527,12 @@ def train(
                     set_learning_rates(algo, learning_rate_factor(lr_schedule, step, total, lr_end_factor))
                 if schedule.is_rl_step(step):
                     collect_for_rl_update()
-                    batch = sampler.sample()
-                    with mixed_precision():
-                        metrics.add(algo.update(batch))
-                    counters["rl_updates"] += 1
+                    update, batch, counter = algo.update, sampler.sample(), "rl_updates"
                 else:
-                    batch = offline_sampler.sample()
-                    with mixed_precision():
-                        metrics.add(algo.update_offline(batch))
-                    counters["offline_updates"] += 1
+                    update, batch, counter = algo.update_offline, offline_sampler.sample(), "offline_updates"
+                with mixed_precision():
+                    metrics.add(update(batch))
+                counters[counter] += 1
                 step += 1
                 if step % log_every == 0 or step == total:
                     elapsed = time.perf_counter() - interval_start
