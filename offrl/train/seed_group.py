@@ -297,7 +297,9 @@ class SeedGroup:
                     self._models = {k: m for k, m in self._models.items() if not set(k) & set(key)}
                     model = self._models[key] = StackedModel([self._members[i] for i in indices])
                 batches = [self._pending[i][2] for i in indices]
-                with torch.autocast(model.algos[0].device.type, dtype=autocast, enabled=autocast is not None):
+                # without autocast's weight cache, as offrl.nn.precision.update_context
+                with torch.autocast(model.algos[0].device.type, dtype=autocast, enabled=autocast is not None,
+                                    cache_enabled=False):
                     outputs = model.update(method, batches)
                 self._results.update(zip(indices, outputs))
         except Exception as error:  # every waiting seed raises it

@@ -76,3 +76,50 @@ def test_bf16_without_native_bfloat16_arithmetic_warns(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     with pytest.warns(UserWarning, match="no native bfloat16 arithmetic; torch emulates it, slower than fp32"):
         update_context("bf16", "cpu")
+
+
+def updated_state(algo, batches, autocast) -> dict[str, torch.Tensor]:
+    """``algo``'s parameters after one update per batch under ``autocast()``, from the same random draws."""
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        for batch in batches:
+            with autocast():
+                algo.update(batch)
+    return algo.state_dict()
+
+
+# read their critic twice in one loss: with autocast's cache the two gradients meet in bfloat16 (tested below)
+READ_TWICE = {"cql", "cal_ql", "edac"}
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_bf16_updates_read_each_network_as_it_is_after_the_steps_before(name):
+    """autocast's weight cache does not see an optimizer step change a weight in place. offrl's bf16 casts
+    every read (and ``step`` empties the cache of an autocast that has one): IQL's value network, BCQ's
+    VAE, AWAC's and CRR's critic, read after their step in the same update, are read as stepped."""
+    algo, sampler = build(name, dataset_for(name))
+    batches = [sampler.sample() for _ in range(3)]
+    uncached = updated_state(copy.deepcopy(algo), batches, lambda: torch.autocast("cpu", torch.bfloat16, cache_enabled=False))
+    state = updated_state(copy.deepcopy(algo), batches, update_context("bf16", "cpu"))
+    assert all(torch.equal(state[key], value) for key, value in uncached.items())
+    if name not in READ_TWICE:  # torch's default autocast, with its cache: the same update
+        cached = updated_state(algo, batches, lambda: torch.autocast("cpu", torch.bfloat16))
+        assert all(torch.equal(cached[key], value) for key, value in uncached.items())
+
+
+def test_a_weight_read_twice_in_bf16_sums_its_gradients_in_float32():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 64)
+    first, second = torch.randn(32, 64), torch.randn(32, 64)
+
+    def weight_grad(*inputs, autocast=update_context("bf16", "cpu")):
+        layer.weight.grad = None
+        with autocast():
+            loss = sum(layer(x).float().pow(2).sum() for x in inputs)
+        loss.backward()
+        return layer.weight.grad.clone()
+
+    both = weight_grad(first, second)
+    assert torch.equal(both, weight_grad(first) + weight_grad(second))
+    # torch's default cache shares one bfloat16 copy of the weight, whose two gradients add in bfloat16
+    assert not torch.equal(weight_grad(first, second, autocast=lambda: torch.autocast("cpu", torch.bfloat16)), both)
