@@ -78,12 +78,17 @@ def test_dropout_keeps_one_minus_p_scaled_and_passes_the_same_mask_back():
     y = drop(x)
     kept = y != 0
     assert abs(kept.float().mean().item() - 0.9) < 0.002  # 1e6 draws: the standard error is 0.0003
+    lanes = kept.flatten().view(-1, 4).float().mean(dim=0)  # each element's 16 bits are one lane of a 64-bit word
+    assert (lanes - 0.9).abs().max() < 0.004, lanes  # a lane short of random bits (the sign's) would keep all
     torch.testing.assert_close(y[kept], torch.full_like(y[kept], 2.0 / 0.9))
     y.sum().backward()
     torch.testing.assert_close(x.grad, kept.float() / 0.9)
     drop.eval()
     assert drop(x) is x
     assert Dropout(1.0)(x).abs().sum() == 0
+    half = Dropout(0.5)(torch.ones(100_000, dtype=torch.bfloat16))
+    assert half.dtype == torch.bfloat16 and set(half.unique().tolist()) == {0.0, 2.0}
+    assert abs((half == 0).float().mean().item() - 0.5) < 0.01
 
 
 def test_transformer_blocks_place_dropout_as_gpt2_and_use_the_fast_one():
