@@ -96,7 +96,7 @@ class Dropout(nn.Dropout):
             return super().forward(x)
         if self.p == 1.0:
             return x * 0.0
-        if _functorch.is_batchedtensor(x):  # batched seeds: vmap has no rule for random_ on a fresh tensor
+        if _functorch.is_batchedtensor(x):  # batched seeds: random_ on a fresh tensor would give all one mask
             return x * ((torch.rand_like(x) >= self.p).to(x.dtype) * (1.0 / (1.0 - self.p)))
         count = x.numel()
         words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
