@@ -75,7 +75,7 @@ def apply_gradients(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_gr
         optimizer.apply([param.grad for param in params])
     else:
         optimizer.step()
-    # Under an autocast with its weight cache (torch's default; offrl's own precision turns it off), the
+    # Under an autocast with its weight cache (torch's default; offrl.nn.precision.autocast turns it off), the
     # cache keeps one bfloat16 copy of each weight until the autocast exits and does not see the step change
     # the weight in place: a network read again later in the update (IQL's value network, BCQ's VAE, AWAC's and
     # CRR's critic in their advantage weights) would run on its weights from before the step. Dropped here.

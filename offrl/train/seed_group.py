@@ -39,6 +39,7 @@ from torch.func import functional_call, vmap
 
 from offrl.algos import common
 from offrl.algos.base import Algorithm
+from offrl.nn import precision
 from offrl.train import run
 
 _member = threading.local()  # (group, index) of the seed this thread trains
@@ -297,9 +298,7 @@ class SeedGroup:
                     self._models = {k: m for k, m in self._models.items() if not set(k) & set(key)}
                     model = self._models[key] = StackedModel([self._members[i] for i in indices])
                 batches = [self._pending[i][2] for i in indices]
-                # without autocast's weight cache, as offrl.nn.precision.update_context
-                with torch.autocast(model.algos[0].device.type, dtype=autocast, enabled=autocast is not None,
-                                    cache_enabled=False):
+                with precision.autocast(model.algos[0].device.type, autocast):
                     outputs = model.update(method, batches)
                 self._results.update(zip(indices, outputs))
         except Exception as error:  # every waiting seed raises it
