@@ -1,8 +1,10 @@
 """Foundation numbers: HDF5 load time of 1M Hopper-sized transitions, batch sampling time,
-and gradient steps per second of every registered algorithm with its paper defaults.
+the time of one evaluation (10 HalfCheetah episodes in the trainer's vector env) and gradient
+steps per second of every registered algorithm with its paper defaults.
 
     python benchmarks/foundation.py            # full: 1M transitions, 2,000 timed steps per algorithm
     python benchmarks/foundation.py --quick    # 100k transitions, 100 steps, one run per algorithm
+    python benchmarks/foundation.py --algos bc,td3_bc,iql
 
 Prints a table and appends it, with machine, versions and date, to
 benchmarks/results/foundation.md.
@@ -22,6 +24,8 @@ import numpy as np
 
 import offrl
 from offrl.data import UniformSampler, load_dataset
+from offrl.spaces import as_float32
+from offrl.train.evaluate import evaluate, make_vector_env, torch_policy
 from offrl.train.run import make_offline_sampler
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -69,10 +73,27 @@ def time_algo(name: str, dataset, steps: int, warmup: int) -> tuple[float, str]:
     return speed, f"batch {cfg.batch_size}, {width}"
 
 
+def time_evaluation(env_id: str, episodes: int, slots: int, repeats: int) -> tuple[list[float], int]:
+    """Seconds of the trainer's evaluation (``evaluate`` on ``make_vector_env``) with an untrained TD3+BC
+    actor, and the environment steps of one evaluation."""
+    envs = make_vector_env(env_id, slots)
+    algo = offrl.make_algo("td3_bc", as_float32(envs.single_observation_space), envs.single_action_space, seed=0)
+    policy = torch_policy(algo.act, algo.device)
+    times = []
+    for repeat in range(repeats + 1):  # the first one warms up
+        start = time.perf_counter()
+        result = evaluate(policy, envs, env_id=env_id, episodes=episodes, seed=repeat)
+        times.append(time.perf_counter() - start)
+    envs.close()
+    return times[1:], int(sum(result.lengths))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--algos", help="comma-separated algorithms to time (default: every registered one)")
     args = parser.parse_args()
+    names = args.algos.split(",") if args.algos else [cls.name for cls in offrl.list_algos()]
     n = 100_000 if args.quick else 1_000_000
     steps, repeats = (100, 1) if args.quick else (2_000, 3)
     rows = []
@@ -89,13 +110,17 @@ def main() -> None:
     for _ in range(2000):
         sampler.sample()
     rows.append(("sample a batch of 256", f"{(time.perf_counter() - start) / 2000 * 1e6:.1f} us", ""))
-    for name in [cls.name for cls in offrl.list_algos()]:
+    eval_times, env_steps = time_evaluation("HalfCheetah-v5", 10, 10, 1 if args.quick else 3)
+    rows.append((f"one evaluation: 10 HalfCheetah-v5 episodes ({env_steps:,} steps) in a 10-slot vector env, TD3+BC actor",
+                 f"{statistics.median(eval_times):.2f} s", f"min {min(eval_times):.2f}, max {max(eval_times):.2f}"))
+    for name in names:
         timed = [time_algo(name, dataset, steps, warmup=20) for _ in range(repeats)]
         speeds = [speed for speed, _ in timed]
         rows.append((f"{name}: gradient steps/s ({timed[0][1]})", f"{statistics.median(speeds):.0f}", f"runs: {', '.join(f'{s:.0f}' for s in speeds)}"))
 
     table = markdown_table(["measure", "value", "spread"], [list(row) for row in rows])
-    record(RESULTS, "Foundation benchmark results", "quick" if args.quick else "full", f"h5py {h5py.__version__}\n\n{table}")
+    title = ("quick" if args.quick else "full") + (f" (--algos {args.algos})" if args.algos else "")
+    record(RESULTS, "Foundation benchmark results", title, f"h5py {h5py.__version__}\n\n{table}")
 
 
 if __name__ == "__main__":
