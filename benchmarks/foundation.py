@@ -93,7 +93,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--algos", help="comma-separated algorithms to time (default: every registered one)")
     args = parser.parse_args()
-    names = args.algos.split(",") if args.algos else [cls.name for cls in offrl.list_algos()]
+    registered = [cls.name for cls in offrl.list_algos()]
+    names = args.algos.split(",") if args.algos else registered
+    unknown = [name for name in names if name not in registered]
+    if unknown:  # before a minute of loading and sampling
+        raise SystemExit(f"unknown algorithm {', '.join(unknown)}: choose from {', '.join(registered)}")
     n = 100_000 if args.quick else 1_000_000
     steps, repeats = (100, 1) if args.quick else (2_000, 3)
     rows = []
@@ -110,8 +114,9 @@ def main() -> None:
     for _ in range(2000):
         sampler.sample()
     rows.append(("sample a batch of 256", f"{(time.perf_counter() - start) / 2000 * 1e6:.1f} us", ""))
-    eval_times, env_steps = time_evaluation("HalfCheetah-v5", 10, 10, 1 if args.quick else 3)
-    rows.append((f"one evaluation: 10 HalfCheetah-v5 episodes ({env_steps:,} steps) in a 10-slot vector env, TD3+BC actor",
+    env_id, episodes, slots = "HalfCheetah-v5", 10, 10  # the trainer's defaults: eval_episodes, eval_envs
+    eval_times, env_steps = time_evaluation(env_id, episodes, slots, 1 if args.quick else 3)
+    rows.append((f"one evaluation: {episodes} {env_id} episodes ({env_steps:,} steps) in a {slots}-slot vector env, TD3+BC actor",
                  f"{statistics.median(eval_times):.2f} s", f"min {min(eval_times):.2f}, max {max(eval_times):.2f}"))
     for name in names:
         timed = [time_algo(name, dataset, steps, warmup=20) for _ in range(repeats)]
