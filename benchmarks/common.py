@@ -50,6 +50,13 @@ def record(path: Path, title: str, heading: str, body: str) -> None:
         handle.write(text + "\n")
 
 
+def refuse_unknown(names: list[str], known, what: str) -> None:
+    """Stop with one line naming every entry of ``names`` not in ``known``, before any slow work starts."""
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"{what} {', '.join(unknown)}: choose from {', '.join(known)}")
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS_DIR, ROOT, markdown_table, record, run_worker  # noqa: E402
+from common import RESULTS_DIR, ROOT, markdown_table, record, refuse_unknown, run_worker  # noqa: E402
 from quality import export_npz  # noqa: E402
 
 WORKER = Path(__file__).resolve().parent / "discrete_d3rlpy.py"
@@ -237,9 +237,7 @@ def synthetic_data(path: Path, kind: str, size: int) -> Path:
 
 def speed(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="offrl-discrete-speed-"))
-    unknown = [row for row in args.algos if row not in SPEED]
-    if unknown:
-        raise SystemExit(f"no speed settings for {', '.join(unknown)}: choose from {', '.join(SPEED)}")
+    refuse_unknown(args.algos, SPEED, "no speed settings for")
     kinds = {SPEED[row][1] for row in args.algos}
     data = {kind: synthetic_data(work / f"{kind}.npz", kind, args.size) for kind in kinds}
     intervals = args.intervals

@@ -29,7 +29,7 @@ from offrl.train.evaluate import evaluate, make_vector_env, torch_policy
 from offrl.train.run import make_offline_sampler
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS_DIR, markdown_table, record  # noqa: E402
+from common import RESULTS_DIR, markdown_table, record, refuse_unknown  # noqa: E402
 
 RESULTS = RESULTS_DIR / "foundation.md"
 
@@ -95,9 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     registered = [cls.name for cls in offrl.list_algos()]
     names = args.algos.split(",") if args.algos else registered
-    unknown = [name for name in names if name not in registered]
-    if unknown:  # before a minute of loading and sampling
-        raise SystemExit(f"unknown algorithm {', '.join(unknown)}: choose from {', '.join(registered)}")
+    refuse_unknown(names, registered, "unknown algorithm")  # before a minute of loading and sampling
     n = 100_000 if args.quick else 1_000_000
     steps, repeats = (100, 1) if args.quick else (2_000, 3)
     rows = []

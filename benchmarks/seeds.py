@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS_DIR, markdown_table, record, run_worker  # noqa: E402
+from common import RESULTS_DIR, markdown_table, record, refuse_unknown, run_worker  # noqa: E402
 from speed import INTERVALS, speed_settings, summary  # noqa: E402
 
 RESULTS = RESULTS_DIR / "seeds.md"
@@ -47,9 +47,7 @@ def main() -> None:
     intervals = args.intervals or (2 if args.quick else 3)
     size = args.size or (100_000 if args.quick else 1_000_000)
     algos = [name for name in args.algos.split(",") if name]
-    unknown = [name for name in algos if name not in INTERVALS]
-    if unknown:
-        raise SystemExit(f"no speed settings for {', '.join(unknown)}: choose from {', '.join(INTERVALS)}")
+    refuse_unknown(algos, INTERVALS, "no speed settings for")
 
     import torch
 

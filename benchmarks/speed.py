@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS_DIR, ROOT, markdown_table, record, run_worker  # noqa: E402
+from common import RESULTS_DIR, ROOT, markdown_table, record, refuse_unknown, run_worker  # noqa: E402
 
 WORKER = Path(__file__).resolve().parent / "speed_d3rlpy.py"
 RESULTS = RESULTS_DIR / "speed.md"
@@ -261,9 +261,7 @@ def main() -> None:
     import offrl
 
     algos = [name for name in args.algos.split(",") if name]
-    unknown = [name for name in algos if name not in INTERVALS]
-    if unknown:
-        raise SystemExit(f"no speed settings for {', '.join(unknown)}: choose from {', '.join(INTERVALS)}")
+    refuse_unknown(algos, INTERVALS, "no speed settings for")
     scale = 0.5 if args.quick else 1.0
     results: dict[str, dict[str, list[float]]] = {
         name: {"offrl": [], "d3rlpy": [], "ratio": [], "bound": []} for name in algos
