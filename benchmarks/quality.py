@@ -231,7 +231,7 @@ def run_offrl(run: Run, args):
 
 
 def run_d3rlpy(run: Run, args):
-    from offrl.train.evaluate import evaluate, make_vector_env, torch_policy
+    from offrl.train.evaluate import evaluate, evaluation_slots, make_vector_env, torch_policy
     from offrl.train.run import eval_seed
 
     run.run_dir.mkdir(parents=True, exist_ok=True)
@@ -245,7 +245,7 @@ def run_d3rlpy(run: Run, args):
     if done.returncode != 0:
         raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])
     module = torch.jit.load(job["policy"], map_location=args.device).eval()
-    envs = make_vector_env(run.env_id, max(1, min(10, args.eval_episodes)))  # as offrl's trainer (eval_envs=10)
+    envs = make_vector_env(run.env_id, evaluation_slots(10, args.eval_episodes))  # as offrl's trainer (eval_envs=10)
     if run.algo == "dt":
         policy = ContextPolicy(module, envs.num_envs, settings=run.settings, target_return=values["target_return"],
                                action_dim=int(np.prod(run.dataset.action_space.shape)), device=args.device)

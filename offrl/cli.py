@@ -846,7 +846,7 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
 
 def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     from offrl.train.checkpoint import load_algo, read_checkpoint
-    from offrl.train.evaluate import check_env_compatible, evaluate, make_vector_env
+    from offrl.train.evaluate import check_env_compatible, evaluate, evaluation_slots, make_vector_env
     from offrl.train.run import CONFIG, read_run_config, resolve_device
 
     from offrl.plugins import import_plugin
@@ -865,7 +865,7 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     meta, _ = read_checkpoint(run_path)
     algo = load_algo(run_path, device=resolve_device(args.device), optimizers=False).train(False)
     envs = make_vector_env(
-        env_id, max(1, min(args.envs, args.episodes)), goal_keys=saved.get("train", {}).get("goal_keys", ()), render_first=bool(args.video)
+        env_id, evaluation_slots(args.envs, args.episodes), goal_keys=saved.get("train", {}).get("goal_keys", ()), render_first=bool(args.video)
     )
     check_env_compatible(envs, algo.observation_space, algo.action_space, env_id, f"the policy in {args.run_dir}")
     # the per-environment rollout policy: recurrent and context policies keep state per slot

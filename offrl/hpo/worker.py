@@ -31,7 +31,7 @@ from offrl.hpo.mutation import Mutation, apply_mutation
 from offrl.nn.precision import update_context
 from offrl.ope import algo_policy, fitted_q_evaluation
 from offrl.train.collector import Collector
-from offrl.train.evaluate import evaluate, make_vector_env
+from offrl.train.evaluate import evaluate, evaluation_slots, make_vector_env
 from offrl.train.memory import keep_freed_memory
 from offrl.train.run import MetricAccumulator, eval_seed, make_offline_sampler, prepare_training_data
 
@@ -231,7 +231,7 @@ class MemberWorker:
         try:
             if spec.kind == "return":
                 if self._envs is None:
-                    self._envs = make_vector_env(spec.env, max(1, min(spec.envs, spec.episodes)))
+                    self._envs = make_vector_env(spec.env, evaluation_slots(spec.envs, spec.episodes))
                 result = evaluate(
                     self.algo.rollout_policy(self._envs.num_envs, deterministic=True), self._envs, env_id=spec.env,
                     episodes=spec.episodes, seed=eval_seed(seed, generation),

@@ -67,6 +67,11 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise OffrlError(f"cannot create environment {env_id!r}: {error}") from None
 
 
+def evaluation_slots(envs: int, episodes: int) -> int:
+    """Vector-env slots for ``episodes`` evaluation episodes with at most ``envs`` slots: none idle, at least one."""
+    return max(1, min(envs, episodes))
+
+
 def make_vector_env(env_id: str, num_envs: int, *, goal_keys: Sequence[str] = (), render_first: bool = False) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``env_id``; with ``goal_keys``, each adds the task's goal as ``goal_<key>`` observations;
     with ``render_first``, the first renders RGB frames (for rollout videos)."""

@@ -48,7 +48,7 @@ from offrl.nn.precision import update_context
 from offrl.spaces import space_to_json
 from offrl.train import checkpoint as ckpt
 from offrl.train.collector import Collector
-from offrl.train.evaluate import EvalResult, check_env_compatible, evaluate, make_vector_env, video_suffix
+from offrl.train.evaluate import EvalResult, check_env_compatible, evaluate, evaluation_slots, make_vector_env, video_suffix
 from offrl.train.logging import MetricsLogger
 from offrl.train.memory import keep_freed_memory
 from offrl.train.plot import plot_run
@@ -286,7 +286,7 @@ def train(
     eval_vector = None
     if env is not None:
         eval_vector = make_vector_env(
-            env, max(1, min(eval_envs, eval_episodes)), goal_keys=goal_keys, render_first=video_episodes > 0
+            env, evaluation_slots(eval_envs, eval_episodes), goal_keys=goal_keys, render_first=video_episodes > 0
         )
         check_env_compatible(eval_vector, algo.observation_space, algo.action_space, env, f"the {algo.name} policy")
         if dataset is not None:
