@@ -13,6 +13,7 @@ benchmarks/results/foundation.md.
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import sys
 import tempfile
@@ -25,8 +26,9 @@ import numpy as np
 import offrl
 from offrl.data import UniformSampler, load_dataset
 from offrl.spaces import as_float32
-from offrl.train.evaluate import evaluate, make_vector_env, torch_policy
+from offrl.train.evaluate import evaluate, evaluation_slots, make_vector_env, torch_policy
 from offrl.train.run import make_offline_sampler
+from offrl.train.trainer import train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS_DIR, markdown_table, record, refuse_unknown  # noqa: E402
@@ -112,7 +114,9 @@ def main() -> None:
     for _ in range(2000):
         sampler.sample()
     rows.append(("sample a batch of 256", f"{(time.perf_counter() - start) / 2000 * 1e6:.1f} us", ""))
-    env_id, episodes, slots = "HalfCheetah-v5", 10, 10  # the trainer's defaults: eval_episodes, eval_envs
+    defaults = inspect.signature(train).parameters  # evaluate as a default run of the trainer does
+    env_id, episodes = "HalfCheetah-v5", defaults["eval_episodes"].default
+    slots = evaluation_slots(defaults["eval_envs"].default, episodes)
     eval_times, env_steps = time_evaluation(env_id, episodes, slots, 1 if args.quick else 3)
     rows.append((f"one evaluation: {episodes} {env_id} episodes ({env_steps:,} steps) in a {slots}-slot vector env, TD3+BC actor",
                  f"{statistics.median(eval_times):.2f} s", f"min {min(eval_times):.2f}, max {max(eval_times):.2f}"))
