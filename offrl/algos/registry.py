@@ -71,14 +71,16 @@ def make_algo(
         overrides = {**config, **overrides}
         config = None
     resolved = make_config(cls.Config, overrides, base=config, source=f"{name} config")
-    with _seeding, torch.random.fork_rng(devices=[]):  # the lock: seeds of a group are built in parallel threads
+    with seeding_lock, torch.random.fork_rng(devices=[]):  # the lock: seeds of a group are built in parallel threads
         if seed is not None:
             torch.manual_seed(seed)
         algo = cls(observation_space, action_space, resolved)
     return algo.to(device)
 
 
-_seeding = threading.Lock()
+# Held while a thread seeds torch's process-wide generator or builds networks from it: the seeds of a group are
+# built and start their runs in parallel threads, and one run's seeding must not reset another's build midway.
+seeding_lock = threading.Lock()
 
 
 def _load_builtin() -> None:

@@ -35,6 +35,7 @@ import torch
 
 import offrl
 from offrl.algos.base import Algorithm
+from offrl.algos.registry import seeding_lock
 from offrl.config import config_to_dict
 from offrl.data.dataset import Dataset
 from offrl.data.formats import save_dataset
@@ -637,9 +638,10 @@ def check_spaces(algo: Algorithm, dataset: Dataset) -> None:
 
 
 def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    with seeding_lock:  # not in the middle of another seed's make_algo (a seed group's threads)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
 
 
 def _initialize_from(algo: Algorithm, source: str | Path) -> float | None:

@@ -285,3 +285,34 @@ def test_seeds_in_bf16_update_stacked_in_bf16():
                 reference.update(batch)
         assert algo.num_updates == reference.num_updates == 3
         assert max_difference(algo, reference) < 1e-4
+
+
+def test_a_run_seeding_torch_does_not_disturb_another_seeds_build():
+    """A seed group's threads build their algorithms while other seeds' runs seed torch's global generator:
+    a build from ``seed=1`` gives the same weights however the two interleave."""
+    import threading
+
+    import gymnasium as gym
+    import numpy as np
+
+    from offrl.algos.registry import make_algo
+    from offrl.train.trainer import _seed_everything
+
+    obs, act = gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def weights():
+        return torch.cat([p.detach().flatten() for p in make_algo("td3_bc", obs, act, seed=1).parameters()])
+
+    expected, stop = weights(), threading.Event()
+
+    def reseed():
+        while not stop.is_set():
+            _seed_everything(0)
+
+    thread = threading.Thread(target=reseed, daemon=True)
+    thread.start()
+    try:
+        assert all(torch.equal(weights(), expected) for _ in range(30))
+    finally:
+        stop.set()
+        thread.join()
