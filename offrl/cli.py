@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from offrl.errors import OffrlError
+from offrl.errors import OffrlError, SpaceError
 
 Positional = tyro.conf.Positional
 
@@ -671,7 +671,11 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             observation_space, action_space = as_float32(probe.observation_space), probe.action_space
             probe.close()
         device = resolve_device(args.device)
-        algo = make_algo(algo_name, observation_space, action_space, config=algo_config, device=device, seed=args.seed)
+        try:
+            algo = make_algo(algo_name, observation_space, action_space, config=algo_config, device=device, seed=args.seed)
+        except SpaceError as error:
+            source = f"the dataset {args.dataset}" if dataset is not None else f"the environment {args.env}"
+            raise SpaceError(f"{error} (the spaces of {source})") from None
         env, seed, resume = args.env, args.seed, False
         run_dir = Path(args.run_dir) if args.run_dir else None
         dataset_ref = None

@@ -26,3 +26,12 @@ class CheckpointError(OffrlError):
 
 class ConfigError(OffrlError):
     """A configuration key or value is unknown or of the wrong type."""
+
+
+class AlgorithmError(ConfigError, ValueError):
+    """An algorithm cannot be built with these settings (raised by ``make_algo``; also a ``ValueError``)."""
+
+
+class SpaceError(AlgorithmError):
+    """An algorithm cannot take these observation or action spaces (discrete actions for a continuous
+    algorithm, an unbounded action space, a space offrl's networks do not read)."""

@@ -55,8 +55,10 @@ def _float_to_json(value: float) -> float | str:
 
 
 def _bound_from_json(value: list | float | str, shape: tuple[int, ...]) -> np.ndarray:
-    flat = np.asarray([float(v) for v in value] if isinstance(value, list) else [float(value)])
-    return np.broadcast_to(flat, (int(np.prod(shape)),) if flat.size > 1 else shape).reshape(shape).copy()
+    """A bound written by ``_bound_to_json``: one number for the whole space, or one per element."""
+    if isinstance(value, list):
+        return np.asarray([float(v) for v in value], dtype=np.float64).reshape(shape)
+    return np.full(shape, float(value))
 
 
 def flat_dim(space: gym.Space) -> int:

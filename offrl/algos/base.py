@@ -16,6 +16,7 @@ from torch import nn
 
 from offrl.data.batch import Batch
 from offrl.data.sequences import SequenceSpec
+from offrl.errors import SpaceError
 from offrl.nn.encoders import make_encoder, with_trunk
 from offrl.nn.heads import ActionScaler
 from offrl.rollout import FrameStackRollout, RolloutPolicy, StatelessRollout
@@ -45,14 +46,14 @@ class Algorithm(nn.Module):
             if self.shared_trunk:
                 self.encoder = with_trunk(self.encoder, config)
         except ValueError as error:
-            raise ValueError(f"{self.name}: {error}") from None
+            raise (SpaceError if isinstance(error, SpaceError) else ValueError)(f"{self.name}: {error}") from None
         if self.action_type == "continuous":
             if not isinstance(action_space, gym.spaces.Box):
-                raise ValueError(f"{self.name} needs a continuous (Box) action space, got {action_space}")
+                raise SpaceError(f"{self.name} needs a continuous (Box) action space, got {action_space}")
             self.action_scaler = ActionScaler(action_space)
             self.action_dim = int(action_space.shape[0]) if action_space.shape else 1
         elif not isinstance(action_space, gym.spaces.Discrete):
-            raise ValueError(f"{self.name} needs a discrete action space, got {action_space}")
+            raise SpaceError(f"{self.name} needs a discrete action space, got {action_space}")
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.num_updates = 0  # gradient steps taken; part of the checkpoint
         self.total_updates = 0  # steps the trainer plans, for learning-rate schedules; 0 if unknown

@@ -13,7 +13,7 @@ import torch
 
 from offrl.algos.base import Algorithm
 from offrl.config import make_config
-from offrl.errors import ConfigError
+from offrl.errors import AlgorithmError, ConfigError, OffrlError
 
 _REGISTRY: dict[str, type[Algorithm]] = {}
 
@@ -74,7 +74,13 @@ def make_algo(
     with seeding_lock, torch.random.fork_rng(devices=[]):  # the lock: seeds of a group are built in parallel threads
         if seed is not None:
             torch.manual_seed(seed)
-        algo = cls(observation_space, action_space, resolved)
+        try:
+            algo = cls(observation_space, action_space, resolved)
+        except OffrlError:
+            raise
+        except ValueError as error:  # the algorithm refuses these settings: the user's to change, not a crash
+            message = str(error)
+            raise AlgorithmError(message if message.startswith(name) else f"{name}: {message}") from None
     return algo.to(device)
 
 

@@ -107,6 +107,11 @@ def check_actions(source: str, actions: np.ndarray, space: gym.Space) -> None:
     if isinstance(space, gym.spaces.Discrete):
         if actions.dtype.kind not in "iu":
             raise DatasetError(source, f"discrete actions need an integer dtype, found {actions.dtype}", key="actions")
+        if actions.ndim > 2 or (actions.ndim == 2 and actions.shape[1] != 1):
+            raise DatasetError(
+                source, f"discrete actions are one integer per row ([N] or [N, 1]), found {actions.shape[1:]} per row "
+                "(offrl has no multi-discrete actions)", key="actions",
+            )
         low, high = space.start, space.start + space.n - 1
         count, row = _rows_outside(actions, low, high)
         if count:

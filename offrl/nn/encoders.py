@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from offrl.data.tree import tree_map
+from offrl.errors import SpaceError
 from offrl.nn.layers import Linear
 
 
@@ -40,7 +41,10 @@ class FlatEncoder(nn.Module):
             self.keys = None
             spaces = [observation_space]
         for space in spaces:
-            if not isinstance(space, gym.spaces.Box) or (is_image(space) and not allow_images):
+            if not isinstance(space, gym.spaces.Box):
+                raise SpaceError(f"observation space {space} is not a Box: offrl's networks read Box (vector or image) "
+                                 "observations; store discrete states one-hot")
+            if is_image(space) and not allow_images:
                 raise ValueError(
                     f"observation space {space} is not a vector: image observations need an image encoder"
                 )

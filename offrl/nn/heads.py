@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from offrl.errors import SpaceError
 from offrl.nn.layers import MLP
 
 Distribution = tuple[torch.Tensor, torch.Tensor]  # a Gaussian policy's (mean, log_std) at a batch of states
@@ -24,7 +25,7 @@ class ActionScaler(nn.Module):
         low = np.broadcast_to(action_space.low, action_space.shape).astype(np.float32).reshape(-1)
         high = np.broadcast_to(action_space.high, action_space.shape).astype(np.float32).reshape(-1)
         if not (np.isfinite(low).all() and np.isfinite(high).all()):
-            raise ValueError(f"action space {action_space} is unbounded: offrl's continuous policies need finite bounds")
+            raise SpaceError(f"action space {action_space} is unbounded: offrl's continuous policies need finite bounds")
         self.register_buffer("center", torch.as_tensor((high + low) / 2))
         self.register_buffer("half_range", torch.as_tensor(np.maximum((high - low) / 2, 1e-8)))
 

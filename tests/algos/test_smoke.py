@@ -11,7 +11,7 @@ import torch
 
 from offrl.algos import get_algo_class, list_algos, make_algo
 from offrl.data import Dataset
-from offrl.errors import CheckpointError
+from offrl.errors import CheckpointError, ConfigError, SpaceError
 from offrl.train.checkpoint import load_algo, save_checkpoint
 from offrl.train.run import make_offline_sampler
 from tests.conftest import random_dataset
@@ -150,3 +150,19 @@ def test_sequence_models_take_one_frame_per_step(name):
     ds = dataset_for(name)
     with pytest.raises(ValueError, match=f"{name} takes one frame per step"):
         make_algo(name, ds.observation_space, ds.action_space, frame_stack=2)
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_spaces_an_algorithm_cannot_take_are_one_clear_error(name):
+    ds = dataset_for(name)
+    wrong_actions = gym.spaces.Box(-1.0, 1.0, (2,), np.float32) if get_algo_class(name).action_type == "discrete" else gym.spaces.Discrete(3)
+    with pytest.raises(SpaceError, match=f"{name} needs a (discrete|continuous)"):
+        make_algo(name, ds.observation_space, wrong_actions)
+    with pytest.raises(SpaceError, match=r"observation space Discrete\(16\) is not a Box"):
+        make_algo(name, gym.spaces.Discrete(16), ds.action_space)
+
+
+def test_settings_an_algorithm_refuses_are_a_config_error_naming_it():
+    ds = dataset_for("bc_transformer")
+    with pytest.raises(ConfigError, match="bc_transformer: embed_dim 10 is not divisible by num_heads 4"):
+        make_algo("bc_transformer", ds.observation_space, ds.action_space, embed_dim=10, num_heads=4)

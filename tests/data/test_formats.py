@@ -9,6 +9,7 @@ import pytest
 
 from offrl.data import Dataset, detect_format, load_dataset, save_dataset
 from offrl.data.collect import collect
+from offrl.errors import DatasetError
 from tests.conftest import random_dataset
 
 
@@ -165,3 +166,41 @@ def test_minari_terminations(tmp_path, monkeypatch):
     ds = load_dataset("offrl/hopper-random-v0")
     assert ds.terminals.sum() >= 1
     assert ds.observation_space.shape == (11,)
+
+
+def test_the_format_comes_from_the_content_not_the_name(tmp_path, pendulum_dataset):
+    hdf5_named_npz = save_dataset(pendulum_dataset, tmp_path / "d4rl.npz", format="d4rl")
+    npz_named_hdf5 = tmp_path / "columns.hdf5"
+    npz_named_hdf5.write_bytes(save_dataset(pendulum_dataset, tmp_path / "columns.npz").read_bytes())
+    assert detect_format(hdf5_named_npz) == "d4rl"
+    assert detect_format(npz_named_hdf5) == "npz"
+    for path in (hdf5_named_npz, npz_named_hdf5):
+        np.testing.assert_array_equal(load_dataset(path).observations, pendulum_dataset.observations)
+
+
+def test_scalar_observations_round_trip_through_every_written_format(tmp_path):
+    n = 40
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "scalar.hdf5", "w") as f:  # one number per state, stored [N]
+        f["observations"] = rng.normal(size=n).astype(np.float32)
+        f["actions"] = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
+        f["rewards"] = rng.normal(size=n).astype(np.float32)
+        f["terminals"] = np.zeros(n, bool)
+        f["timeouts"] = np.arange(n) % 10 == 9
+    dataset = load_dataset(tmp_path / "scalar.hdf5")
+    assert dataset.observation_space.shape == ()
+    for name in ("s.hdf5", "s.npz", "s.offrl"):
+        back = load_dataset(save_dataset(dataset, tmp_path / name))
+        assert back.observation_space == dataset.observation_space
+        np.testing.assert_array_equal(np.asarray(back.observations), dataset.observations)
+
+
+def test_looking_up_a_missing_path_creates_no_minari_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MINARI_DATASETS_PATH", raising=False)
+    with pytest.raises(DatasetError, match="no such file"):
+        load_dataset(tmp_path / "typo.hdf5")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "root"))
+    with pytest.raises(DatasetError, match="no such file"):
+        load_dataset("typo.hdf5")
+    assert not (tmp_path / "home").exists() and not (tmp_path / "root").exists()

@@ -157,3 +157,32 @@ def test_observation_shape_against_space(tmp_path, pendulum_dataset):
         f.create_dataset("observations", data=np.concatenate([obs, obs[:, :1]], axis=1))
     message = load_error(path)
     assert "[observations]" in message and "(4,)" in message and "(3,)" in message
+
+
+def test_integer_actions_with_several_columns_are_refused(tmp_path):
+    columns = d4rl_columns()
+    columns["actions"] = np.random.default_rng(0).integers(0, 3, size=(20, 2))
+    write(tmp_path / "multi.hdf5", columns)
+    message = load_error(tmp_path / "multi.hdf5")
+    assert "multi.hdf5 [actions]" in message and "one integer per row" in message and "(2,) per row" in message
+
+
+def test_an_npy_array_under_an_npz_name(tmp_path):
+    with open(tmp_path / "array.npz", "wb") as handle:
+        np.save(handle, np.zeros((5, 3)))
+    message = load_error(tmp_path / "array.npz")
+    assert "array.npz" in message and "one .npy array, not an .npz archive" in message
+
+
+@pytest.mark.parametrize("content", [b"", b"hello\n"])
+def test_an_npz_that_is_no_zip_archive(tmp_path, content):
+    (tmp_path / "broken.npz").write_bytes(content)
+    message = load_error(tmp_path / "broken.npz")
+    assert "broken.npz" in message and "not an npz archive" in message and "pickled" not in message
+
+
+def test_a_damaged_memmap_header_is_named(tmp_path, pendulum_dataset):
+    path = save_dataset(pendulum_dataset, tmp_path / "p.offrl")
+    (path / "meta.json").write_text('{"offrl_format": "memmap", "format_version": 1,')
+    message = load_error(path)
+    assert "meta.json" in message and "cannot be parsed as JSON" in message

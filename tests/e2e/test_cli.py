@@ -96,6 +96,8 @@ def test_convert_and_algos(workdir):
         (["train", "--algo", "iql", "--dataset", "pend.hdf5", "--set", "expectil=0.9"], ["unknown key 'expectil'", "expectile"]),
         (["train", "--algo", "iql", "--dataset", "pend.hdf5", "--set", "expectile=high"], ["expectile=", "number"]),
         (["train", "--dataset", "pend.hdf5"], ["needs --algo"]),
+        (["train", "--algo", "dqn", "--dataset", "pend.hdf5"], ["dqn needs a discrete action space", "dataset pend.hdf5"]),
+        (["train", "--algo", "bc", "--dataset", "pend.hdf5", "--set", "activation=swish"], ["bc: unknown activation 'swish'"]),
         (["eval", "nowhere"], ["nowhere"]),
     ],
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from offrl.data.dataset import Dataset
 from offrl.data.formats import d4rl, minari, npz, offrl_hdf5, offrl_memmap, rl_unplugged, robomimic, tianshou
-from offrl.data.formats.hdf5util import is_hdf5, open_hdf5
+from offrl.data.formats.hdf5util import has_hdf5_signature, is_hdf5, open_hdf5
 from offrl.errors import DatasetError
 
 READ_FORMATS = ("offrl-hdf5", "offrl-memmap", "d4rl", "minari", "npz", "robomimic", "tianshou")
@@ -36,7 +36,8 @@ def detect_format(path: str | os.PathLike) -> str:
         raise DatasetError(
             path, "is a directory but neither an offrl-memmap dataset (meta.json) nor a Minari dataset (data/metadata.json)"
         )
-    if path.suffix.lower() == ".npz":
+    # by content first: an offrl HDF5 file written under an .npz name (``--format d4rl``) is HDF5
+    if not has_hdf5_signature(path) and (npz.is_zip(path) or path.suffix.lower() == ".npz"):
         return "npz"
     if is_hdf5(path):
         with open_hdf5(path) as handle:

@@ -15,13 +15,19 @@ from offrl.errors import DatasetError
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def is_hdf5(path: Path) -> bool:
+def has_hdf5_signature(path: Path) -> bool:
+    """Whether the file's bytes are HDF5 (the signature at its start, or after a user block), whatever its name."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)
     except OSError:
         return False
-    return head == HDF5_SIGNATURE or path.suffix.lower() in (".hdf5", ".h5", ".hdf")
+    return head == HDF5_SIGNATURE or (bool(head) and h5py.is_hdf5(str(path)))
+
+
+def is_hdf5(path: Path) -> bool:
+    """HDF5 by content, or by name (so a truncated ``.hdf5`` file is reported as a broken HDF5 file)."""
+    return has_hdf5_signature(path) or path.suffix.lower() in (".hdf5", ".h5", ".hdf")
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ its ``main_data.hdf5`` file, or a dataset id found in the local Minari root
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,15 @@ def data_directory(path: Path) -> Path | None:
 
 
 def local_dataset_directory(dataset_id: str) -> Path | None:
-    try:
-        from minari.storage import get_dataset_path
-    except ImportError:
+    """The data directory of ``dataset_id`` in the local Minari root (``MINARI_DATASETS_PATH``, else
+    ``~/.minari/datasets``, as minari places them), if it is there. Looked up without minari's
+    ``get_dataset_path``, which creates the root: a mistyped path must leave nothing behind."""
+    root = Path(os.environ.get("MINARI_DATASETS_PATH") or Path.home() / ".minari" / "datasets")
+    if not dataset_id or not root.is_dir():
         return None
     try:
-        return data_directory(Path(get_dataset_path(dataset_id)))
-    except Exception:  # minari raises assorted errors for ids that are not valid names
+        return data_directory(root / dataset_id)
+    except (OSError, ValueError):  # a name the file system refuses
         return None
 
 

@@ -21,7 +21,28 @@ FORMAT_VERSION = 1
 HEADER_KEYS = ("offrl_format_version", "observation_space", "action_space", "metadata")
 
 
+ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # a member first; an empty archive
+NPY_SIGNATURE = b"\x93NUMPY"
+
+
+def is_zip(path: Path) -> bool:
+    """Whether the file starts as a zip archive (every ``.npz`` does, compressed or not)."""
+    return _head(path)[:4] in ZIP_SIGNATURES
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(8)
+    except OSError:
+        return b""
+
+
 def read(path: Path) -> Dataset:
+    if not is_zip(path):
+        if _head(path)[:6] == NPY_SIGNATURE:
+            raise DatasetError(path, "holds one .npy array, not an .npz archive of columns (write it with numpy.savez)")
+        raise DatasetError(path, "is not an npz archive (no zip signature: truncated or corrupt file?)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

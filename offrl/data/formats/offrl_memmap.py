@@ -45,14 +45,20 @@ COPY_CHUNK_BYTES = 64 * 2**20
 
 
 def looks_like(path: Path) -> bool:
-    """A directory whose meta.json carries the memmap marker (of any version: ``read`` checks it)."""
+    """A directory whose meta.json carries the memmap marker (of any version: ``read`` checks it), or
+    whose meta.json is damaged in a ``.offrl`` directory or beside the marker (``read`` names the damage)."""
     meta = path / META
     if not (path.is_dir() and meta.is_file()):
         return False
     try:
-        return json.loads(meta.read_text()).get("offrl_format") == MARKER
-    except (OSError, ValueError, AttributeError):
-        return False
+        text = meta.read_text()
+    except (OSError, ValueError):
+        return path.suffix == SUFFIX
+    try:
+        header = json.loads(text)
+    except ValueError:
+        return path.suffix == SUFFIX or '"offrl_format"' in text
+    return isinstance(header, dict) and header.get("offrl_format") == MARKER
 
 
 def read(path: Path, *, mmap: bool = True) -> Dataset:
