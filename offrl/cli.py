@@ -342,6 +342,8 @@ class DatasetsCollectArgs:
     """Probability of replacing an action by a uniformly random one."""
     stochastic: bool = False
     """Sample from a run's stochastic policy instead of taking its deterministic action."""
+    imports: Annotated[tuple[str, ...], tyro.conf.arg(name="import"), tyro.conf.UseAppendAction] = ()
+    """Module or .py file defining the run's algorithm (default: the --import the run recorded)."""
     num_envs: int = 1
     """Environments stepped together."""
     seed: int = 0
@@ -593,7 +595,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
     """One run; ``load`` reads the dataset (default ``load_dataset``)."""
     from offrl.algos.registry import make_algo
     from offrl.data.formats import load_dataset
-    from offrl.plugins import import_plugin
+    from offrl.plugins import import_plugin, recorded_import
     from offrl.spaces import as_float32, space_from_json
     from offrl.train.evaluate import make_env
     from offrl.train.run import read_run_config, resolve_device
@@ -719,7 +721,7 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
         seed=seed,
         resume=resume,
         progress=args.progress,
-        run_info={"cli": {"dataset": dataset_ref, "imports": list(imports), **keys}},
+        run_info={"cli": {"dataset": dataset_ref, "imports": [recorded_import(m) for m in imports], **keys}},
         **settings,
         **options,
     )
@@ -775,7 +777,7 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
     from offrl.data.formats import load_dataset
     from offrl.hpo import HyperparameterSpace, Mutations, Population, TournamentSelection, train_population
     from offrl.hpo.search import read_search
-    from offrl.plugins import import_plugin
+    from offrl.plugins import import_plugin, recorded_import
     from offrl.train.run import resolve_device
 
     given = _given_flags(argv) & {field.name for field in dataclasses.fields(SearchArgs)}
@@ -829,6 +831,10 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
         "eval_episodes", "eval_envs", "validation_key", "filter_key", "validation_fraction", "validation_batches", "fqe_steps", "no_mutation",
         "arch_mutation", "new_layer_prob", "param_mutation", "act_mutation", "rl_hp_mutation", "mutation_sd", "seed", "imports", "precision",
     )}
+    # a resume may run from another directory: files by their absolute paths (a zoo name or Minari id stays a name)
+    if args.dataset and Path(args.dataset).exists():
+        record["dataset"] = str(Path(args.dataset).resolve())
+    record["imports"] = [recorded_import(m) for m in args.imports]
     try:
         result = train_population(
             population, evo_steps=args.evo_steps, max_steps=args.max_steps, target=args.target, eval_loop=args.eval_loop,
@@ -859,7 +865,7 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     # a run directory, or a directory inside one (RUN/best, RUN/checkpoints) or a checkpoint file there
     run_root = next((d for d in (run_path, run_path.parent, run_path.parent.parent) if (d / CONFIG).is_file()), None)
     saved = read_run_config(run_root) if run_root is not None else {}
-    for module in [*saved.get("cli", {}).get("imports", []), *args.imports]:
+    for module in args.imports or saved.get("cli", {}).get("imports", []):  # --import replaces what the run recorded
         import_plugin(module)
     if args.dataset:
         return _estimate_from_data(args, run_path)
@@ -1025,12 +1031,16 @@ def _parse_numbers(text: str, flag: str) -> list[int]:
 def cmd_datasets_collect(args: DatasetsCollectArgs, argv: Sequence[str]) -> int:
     from offrl.data.collect import collect, controller_policy
     from offrl.data.formats import save_dataset
+    from offrl.plugins import import_plugin, run_imports
 
     if (args.episodes is None) == (args.steps is None):
         raise OffrlError("give exactly one of --episodes or --steps")
     out = Path(args.out)
     if out.exists() and not args.force:
         raise OffrlError(f"{out} already exists: refusing to overwrite it (use --force)")
+    if Path(args.policy).exists():  # a run's policy: its algorithm may come from the run's --import
+        for module in args.imports or run_imports(args.policy):
+            import_plugin(module)
     policy = controller_policy(args.policy, args.env, stochastic=args.stochastic, seed=args.seed, num_envs=args.num_envs)
     dataset = collect(
         args.env,

@@ -136,16 +136,21 @@ def _rows(observations: Any, index) -> Any:
     return tree_map(lambda column: np.asarray(column[index]), observations)
 
 
+def check_fqe_observations(space: gym.Space, source: str) -> None:
+    """Fitted Q evaluation reads vector observations (a Box, or a dict of them): anything else is an error naming ``source``."""
+    spaces = space.spaces if isinstance(space, gym.spaces.Dict) else {None: space}
+    for key, sub in spaces.items():
+        if not isinstance(sub, gym.spaces.Box) or sub.dtype == np.uint8 or len(sub.shape) > 1:
+            what = "observations" if key is None else f"observation key {key!r}"
+            raise OffrlError(f"{source}: fitted Q evaluation fits an MLP on vector observations; {what} is {sub}")
+
+
 class _Features:
     """Observations as one float vector per row: a vector, or a dict of vectors concatenated in key order."""
 
     def __init__(self, space: gym.Space, source: str) -> None:
-        spaces = space.spaces if isinstance(space, gym.spaces.Dict) else {None: space}
-        for key, sub in spaces.items():
-            if not isinstance(sub, gym.spaces.Box) or sub.dtype == np.uint8 or len(sub.shape) > 1:
-                what = "observations" if key is None else f"observation key {key!r}"
-                raise OffrlError(f"{source}: fitted Q evaluation fits an MLP on vector observations; {what} is {sub}")
-        self.keys = list(spaces) if isinstance(space, gym.spaces.Dict) else None
+        check_fqe_observations(space, source)
+        self.keys = list(space.spaces) if isinstance(space, gym.spaces.Dict) else None
 
     def __call__(self, observations: Any, device: torch.device) -> torch.Tensor:
         if self.keys is None:

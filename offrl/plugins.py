@@ -37,6 +37,27 @@ def import_plugin(spec: str) -> ModuleType:
         raise OffrlError(f"cannot import {spec!r}: {error}") from None
 
 
+def recorded_import(spec: str) -> str:
+    """``spec`` as a run records it: a Python file by its absolute path (the run may be resumed, evaluated or
+    collected from elsewhere), a module name as it is."""
+    return str(Path(spec).resolve()) if spec.endswith(".py") and Path(spec).is_file() else spec
+
+
+def run_imports(path: str | Path) -> list[str]:
+    """The ``--import`` modules recorded by the run that ``path`` is (or is inside: ``RUN/best``, a checkpoint)."""
+    import json
+
+    path = Path(path)
+    for directory in (path, path.parent, path.parent.parent):
+        config = directory / "config.json"
+        if config.is_file():
+            try:
+                return list(json.loads(config.read_text()).get("cli", {}).get("imports", []))
+            except (OSError, ValueError, AttributeError):
+                return []
+    return []
+
+
 def resolve_callable(spec: str) -> Callable:
     """``package.module:function`` or ``path/to/file.py:function``."""
     module_spec, sep, attribute = spec.rpartition(":")

@@ -10,6 +10,7 @@ import numpy as np
 
 from offrl.data.dataset import Dataset
 from offrl.data.tree import tree_map
+from offrl.errors import OffrlError
 from offrl.spaces import as_float32
 from offrl.train.evaluate import make_vector_env
 
@@ -38,8 +39,13 @@ def collect(
     """
     if (episodes is None) == (steps is None):
         raise ValueError("give exactly one of episodes or steps")
+    if not (noise >= 0.0 and 0.0 <= epsilon <= 1.0):
+        raise OffrlError(f"noise must be >= 0 and epsilon in [0, 1] (got noise={noise}, epsilon={epsilon})")
     envs = make_vector_env(env_id, num_envs)
     action_space = envs.single_action_space
+    if noise > 0 and not isinstance(action_space, gym.spaces.Box):
+        envs.close()
+        raise OffrlError(f"noise perturbs continuous actions; {env_id} has {action_space}: use epsilon for random actions")
     rng = np.random.default_rng(seed)
     action_space.seed(seed)
     buffers: list[list[tuple]] = [[] for _ in range(num_envs)]
@@ -149,7 +155,6 @@ def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed:
         space.seed(seed)
         return lambda observations: np.stack([space.sample() for _ in range(len(_first_leaf(observations)))])
     if spec == "scripted":
-        from offrl.errors import OffrlError
         from offrl.zoo.tasks import demonstrator
 
         try:
@@ -162,13 +167,29 @@ def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed:
         policy = load_policy(spec)
         return lambda observations: policy(observations, deterministic=not stochastic)
     controller = resolve_callable(spec)
+    probe = make_env(env_id)
+    action_space = probe.action_space
+    probe.close()
+    shape = tuple(action_space.shape) if isinstance(action_space, gym.spaces.Box) else ()
+    width = int(np.prod(shape))
 
     def batched(observations: Any) -> np.ndarray:
         n = len(_first_leaf(observations))
-        actions = np.asarray(controller(observations))
-        if actions.ndim >= 1 and len(actions) == n and (n > 1 or actions.ndim >= 2):
-            return actions
-        return np.stack([np.asarray(controller(_row(observations, i))) for i in range(n)])
+        try:
+            actions = np.asarray(controller(observations))
+        except Exception:  # noqa: BLE001 - a controller of one observation may fail on a batch: called row by row below
+            actions = np.zeros(())
+        # a batch's actions: one per observation (for a batch of one action of several numbers, also of the action's rank)
+        if actions.ndim >= 1 and len(actions) == n and actions.size == n * width and (n > 1 or width == 1 or actions.ndim == 1 + len(shape)):
+            return actions.reshape(n, *shape)
+        rows = [np.asarray(controller(_row(observations, i))) for i in range(n)]  # a controller of one observation
+        wrong = next((row.shape for row in rows if row.size != width), None)
+        if wrong is not None:
+            raise OffrlError(
+                f"{spec} returned actions of shape {actions.shape} for {n} observation(s) and {wrong} for one; "
+                f"{env_id}'s action space is {action_space}"
+            )
+        return np.stack([row.reshape(shape) for row in rows])
 
     return batched
 

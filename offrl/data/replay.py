@@ -203,16 +203,28 @@ class ReplayBuffer:
         return tensors
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        """A saved buffer's rows, into a buffer of the same capacity or a larger one (a search resumed with
+        more steps): there the rows are laid out oldest first and the next write goes after the newest."""
         counters = [int(v) for v in tensors["counters"]]
-        self.position, self.size, self.added = counters[:3]
+        position, size, self.added = counters[:3]
+        if size > self.capacity:
+            raise ValueError(f"a saved replay buffer of {size} rows does not fit in {self.capacity}")
+        shift = 0
+        if size < self.capacity:  # the saved ring's oldest row is at its position once it has wrapped
+            shift, position = (position if position < size else 0), size
+        self.position, self.size = position, size
         self.stride = counters[3] if len(counters) > 3 else 0  # buffers saved before frame stacking have 3
+
+        def put(target: torch.Tensor, saved: torch.Tensor) -> None:
+            target[:size].copy_(saved.roll(-shift, dims=0) if shift else saved)
+
         for name in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
             for key, value in tree_items(getattr(self.storage, name), name):
-                value[: self.size].copy_(tensors[key])
-        self.env_ids[: self.size].copy_(tensors["env_ids"])
-        self.order[: self.size].copy_(tensors["order"])
+                put(value, tensors[key])
+        put(self.env_ids, tensors["env_ids"])
+        put(self.order, tensors["order"])
         if "episode_steps" in tensors:
-            self.episode_steps[: self.size].copy_(tensors["episode_steps"])
+            put(self.episode_steps, tensors["episode_steps"])
             self.slot_steps = tensors["slot_steps"].numpy().astype(np.int64)
         self.generator.set_state(tensors["generator"])
 

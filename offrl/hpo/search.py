@@ -52,6 +52,7 @@ from offrl.hpo.space import HyperparameterSpace, default_space
 from offrl.hpo.worker import FitnessSpec, InteractionSpec, algo_from_state, algo_state
 from offrl.io import atomic_path, write_json
 from offrl.nn.precision import check_precision
+from offrl.ope import check_fqe_observations
 from offrl.spaces import as_float32
 from offrl.train import checkpoint as ckpt
 from offrl.train.run import read_record
@@ -173,9 +174,12 @@ class Population:
                 raise ConfigError(f"fitted Q evaluation needs fqe_steps >= 1, not {fqe_steps}")
             self.fitness = FitnessSpec("fqe", fqe_steps=fqe_steps)
             self.dataset, self.validation = dataset, None
+            check_fqe_observations(dataset.observation_space, f"{dataset.source} (no --env: {algo} members are judged by fitted Q evaluation)")
         else:
             self.fitness = FitnessSpec("validation", batches=validation_batches)
             if validation is None:
+                if not 0.0 < validation_fraction < 1.0:
+                    raise ConfigError(f"validation_fraction (--validation-fraction) must be in (0, 1), not {validation_fraction}")
                 try:
                     train_part, validation = dataset.split(1.0 - validation_fraction, seed=seed)
                 except ValueError as error:
@@ -185,6 +189,14 @@ class Population:
         if dataset is not None:
             self.source, self.fingerprint = dataset.source, dataset.fingerprint()
             self.observation_space, self.action_space = dataset.observation_space, dataset.action_space
+            if env is not None:  # before any training: members are judged (and, online, collect) in it
+                from offrl.train.evaluate import check_env_compatible, make_env
+
+                probe = make_env(env)
+                try:
+                    check_env_compatible(probe, self.observation_space, self.action_space, env, f"the dataset {dataset.source}")
+                finally:
+                    probe.close()
         else:
             from offrl.train.evaluate import make_env
 
@@ -327,7 +339,6 @@ def train_population(
         if (run_dir / SEARCH_FILE).exists():
             raise CheckpointError(f"{run_dir} already holds a search: resume it (offrl search --resume {run_dir}) or choose another --run-dir")
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / SEARCH_FILE, settings)
         rng = random.Random(population.seed)
         members = [
             Member(id=slot, parent=None, mutation="initial", config=config, fitness=[], steps=0)
@@ -356,6 +367,8 @@ def train_population(
             for slot, member in enumerate(members):
                 runner.create(slot, member.config, seed=_seed(population.seed, 0, slot, 0), total_updates=max_steps)
             _save_generation(run_dir, 0, members, rng, next_id, runner, population)
+            # written once generation 0 is on disk: a search that failed before it can simply be started again
+            write_json(run_dir / SEARCH_FILE, settings)
         while True:
             returns = _train_generation(runner, population, generation, evo_steps, members, seconds)
             scores = runner.evaluate(seed=population.seed, generation=generation)
@@ -465,17 +478,19 @@ def _pieces(total: int, size: int) -> list[int]:
 
 
 def _buffer_capacity(population: Population, max_steps: int, run_dir: Path, resume: bool) -> int:
-    """The shared buffer's rows: what the search can collect, at most ``buffer_size``; a resumed search keeps its own."""
+    """The shared buffer's rows: what the search can collect, at most ``buffer_size``; a resumed search keeps at
+    least its own (and grows it when resumed with a larger ``max_steps``)."""
+    saved = 0
     if resume:
         try:
-            return int(read_search(run_dir)["population"]["interaction"]["buffer_size"])
+            saved = int(read_search(run_dir)["population"]["interaction"]["buffer_size"])
         except (KeyError, TypeError):
             raise CheckpointError(f"{run_dir}: the search was not online or hybrid (no replay buffer to resume)") from None
     spec = population.interaction
     online_steps = max(0, max_steps - spec.online_after)
     per_member = int(np.ceil(online_steps / spec.utd_ratio)) + spec.num_envs * (online_steps // spec.collect_every + 1)
     warmup = spec.warmup_steps + population.size * (1 + spec.num_envs)  # each member's share rounded up
-    return max(1, min(spec.buffer_size, warmup + population.size * per_member))
+    return max(1, saved, min(spec.buffer_size, warmup + population.size * per_member))
 
 
 def _finite(value: float) -> float:

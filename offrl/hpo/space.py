@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,6 +46,8 @@ class Hyperparameter:
             return
         if self.low is None or self.high is None or not self.low <= self.high:
             raise ConfigError(f"hyperparameter {self.name}: the range needs low <= high (got {self.low}:{self.high})")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ConfigError(f"hyperparameter {self.name}: the range needs finite ends (got {self.low}:{self.high})")
         if self.kind == "log" and self.low <= 0:
             raise ConfigError(f"hyperparameter {self.name}: a log range must be positive (got {self.low}:{self.high})")
         if not (self.grow_factor > 1.0 and 0.0 < self.shrink_factor < 1.0):
@@ -147,17 +150,23 @@ class HyperparameterSpace:
         return list(self.hyperparameters)
 
     def check(self, config_class: type, algo_name: str) -> None:
-        """Every name is a field of ``config_class`` (or ``lr``) with a value of the right type."""
+        """Every name is a field of ``config_class`` (or ``lr``), and every value the range can take (both
+        ends, every choice) is of the field's type: an integer field needs an ``:int`` range."""
         fields = {f.name for f in dataclasses.fields(config_class)}
+        try:
+            types = typing.get_type_hints(config_class)
+        except (NameError, TypeError):  # an annotation that does not resolve: the probes below still check
+            types = {}
         for h in self:
             targets = fields_of(h.name, config_class)
             if not targets:
                 raise unknown_key_error(h.name, fields | {LR_ALIAS}, where=f"--space (a {algo_name} hyperparameter)")
-            probe = h.choices[0] if h.kind == "choice" else (int(h.low) if h.kind == "int" else h.low)
-            try:
+            if h.kind in ("float", "log") and any(types.get(t) is int for t in targets):
+                suggestion = f"{h.name}={h.low:g}:{h.high:g}:int"
+                raise ConfigError(f"--space {h.to_text()}: {h.name} is an integer, the range gives fractions: write {suggestion}")
+            probes = list(h.choices) if h.kind == "choice" else [int(h.low), int(h.high)] if h.kind == "int" else [h.low, h.high]
+            for probe in probes:  # a wrong value is a ConfigError naming "--space <range>" and the value
                 make_config(config_class, {t: probe for t in targets}, source=f"--space {h.to_text()}")
-            except ConfigError as error:
-                raise ConfigError(f"--space {h.to_text()}: {error}") from None
 
     def sample(self, config: Any, rng: random.Random) -> Any:
         """``config`` with every hyperparameter of the space drawn from its range."""

@@ -64,3 +64,31 @@ def test_collected_d4rl_file_layout(tmp_path):
     back = load_dataset(path)
     assert back.metadata["format"] == "d4rl" and back.action_space == ds.action_space
     np.testing.assert_array_equal(back.timeouts, ds.timeouts)
+
+
+def test_controllers_for_one_observation_or_a_batch_on_one_or_several_environments():
+    cart = collect("CartPole-v1", controller_policy("tests.data.test_collect:cart_batch", "CartPole-v1"), steps=60, num_envs=1)
+    np.testing.assert_array_equal(cart.actions, (cart.observations[:, 2] > 0).astype(np.int64))
+    for spec in ("tests.data.test_collect:single_observation_controller", "offrl.zoo.pendulum:energy_pump"):
+        for num_envs in (1, 2):
+            ds = collect("Pendulum-v1", controller_policy(spec, "Pendulum-v1"), steps=60, num_envs=num_envs)
+            np.testing.assert_allclose(ds.actions, energy_pump(ds.observations), atol=1e-6)
+    wrong = controller_policy("tests.data.test_collect:three_numbers", "Pendulum-v1")
+    with pytest.raises(OffrlError, match=r"three_numbers returned actions of shape \(2, 3\) for 2 observation"):
+        wrong(np.zeros((2, 3), np.float32))
+
+
+def test_noise_is_for_continuous_actions_and_rates_are_checked():
+    with pytest.raises(OffrlError, match="noise perturbs continuous actions; CartPole-v1 has Discrete"):
+        collect("CartPole-v1", cart_batch, steps=10, noise=0.5)
+    with pytest.raises(OffrlError, match="epsilon in \\[0, 1\\]"):
+        collect("Pendulum-v1", energy_pump, steps=10, epsilon=3.0)
+
+
+def cart_batch(observations):
+    """A CartPole controller for a batch: one integer action per row, shape [N]."""
+    return (np.asarray(observations)[:, 2] > 0).astype(np.int64)
+
+
+def three_numbers(observations):
+    return np.zeros((len(observations), 3), np.float32)

@@ -11,7 +11,7 @@ import torch
 import offrl
 from offrl.algos.registry import make_algo
 from offrl.data.sampler import UniformSampler
-from offrl.errors import CheckpointError, ConfigError
+from offrl.errors import CheckpointError, ConfigError, OffrlError
 from offrl.hpo import HyperparameterSpace, Mutations, Population, TournamentSelection, train_population
 from offrl.hpo import backends
 from offrl.train.seed_group import StackedModel
@@ -200,3 +200,23 @@ def test_a_bf16_population_steps_in_bf16_batched_and_alone(pendulum_dataset):
     assert all(p.dtype == torch.float32 for w in runner.workers for p in w.algo.parameters())
     with pytest.raises(offrl.OffrlError, match="precision must be one of fp32, bf16"):
         Population("td3_bc", pendulum_dataset, size=2, env="Pendulum-v1", precision="fp8")
+
+
+def test_a_search_checks_its_environment_and_judging_before_training(pendulum_dataset, tmp_path):
+    with pytest.raises(OffrlError, match=r"environment CartPole-v1 has observations of shape \(4,\), but the dataset"):
+        Population("td3_bc", pendulum_dataset, size=2, env="CartPole-v1")
+    with pytest.raises(ConfigError, match=r"must be in \(0, 1\), not 1.5"):
+        Population("bc", pendulum_dataset, size=2, validation_fraction=1.5)
+
+
+def test_a_search_that_fails_before_its_first_generation_can_be_started_again(pendulum_dataset, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no members")
+
+    monkeypatch.setattr(backends.LocalBackend, "create", broken)
+    with pytest.raises(RuntimeError, match="no members"):
+        search(pendulum_dataset, tmp_path / "s", size=2, steps=100, evo=100)
+    assert not (tmp_path / "s" / "search.json").exists()
+    monkeypatch.undo()
+    search(pendulum_dataset, tmp_path / "s", size=2, steps=100, evo=100)
+    assert (tmp_path / "s" / "search.json").exists()

@@ -29,6 +29,7 @@ def test_parse_each_kind():
         ("lr=a:b", "low and high must be numbers"),
         ("lr=1:2:3:log", "expected low:high"),
         ("lr=1e-3", "at least two choices"),
+        ("lr=1e-4:inf:log", "finite ends"),
     ],
 )
 def test_malformed_ranges_are_one_clear_error(text, message):
@@ -86,3 +87,12 @@ def test_default_space_covers_learning_rates_batch_size_and_the_papers_knobs():
     actor_lr = space.hyperparameters["actor_lr"]
     assert actor_lr.kind == "log" and actor_lr.low == pytest.approx(config.actor_lr / 10) and actor_lr.high == pytest.approx(config.actor_lr * 10)
     assert HyperparameterSpace.from_json(space.to_json()).hyperparameters == space.hyperparameters
+
+
+def test_an_integer_field_needs_an_int_range_and_every_choice_is_checked():
+    config_class = get_algo_class("td3_bc").Config
+    with pytest.raises(ConfigError, match="batch_size is an integer, the range gives fractions: write batch_size=64:512:int"):
+        HyperparameterSpace.parse(["batch_size=64:512"]).check(config_class, "td3_bc")
+    with pytest.raises(ConfigError, match="batch_size=128.5: expected an integer"):
+        HyperparameterSpace.parse(["batch_size=64,128.5"]).check(config_class, "td3_bc")
+    HyperparameterSpace.parse(["batch_size=64:512:int", "tau=0.001:0.01"]).check(config_class, "td3_bc")

@@ -217,3 +217,21 @@ def test_online_run_resumes_with_its_replay_buffer(tmp_path):
     assert len(recorded) == 400
     # the episode in progress at the interruption ends there; the environment restarted
     assert recorded.episode_lengths().tolist() == [200, 50, 150]
+
+
+def test_a_saved_buffer_loads_into_a_larger_one_oldest_first():
+    spaces = (gym.spaces.Box(-np.inf, np.inf, (1,), np.float32), gym.spaces.Box(-1, 1, (1,), np.float32))
+    small = ReplayBuffer(*spaces, 4)
+    for value in range(6):  # wraps: holds 2, 3, 4, 5 with the oldest (2) at row 2
+        small.add(observations=np.full((1, 1), value), actions=np.zeros((1, 1)), rewards=np.full(1, value),
+                  next_observations=np.zeros((1, 1)), terminals=np.zeros(1), timeouts=np.zeros(1))
+    large = ReplayBuffer(*spaces, 8)
+    large.load_state_dict(small.state_dict())
+    assert large.size == 4 and large.position == 4
+    np.testing.assert_array_equal(large.storage.rewards[:4].numpy(), [2, 3, 4, 5])
+    large.add(observations=np.full((1, 1), 6), actions=np.zeros((1, 1)), rewards=np.full(1, 6.0),
+              next_observations=np.zeros((1, 1)), terminals=np.zeros(1), timeouts=np.zeros(1))
+    np.testing.assert_array_equal(large.storage.rewards[:5].numpy(), [2, 3, 4, 5, 6])
+    same = ReplayBuffer(*spaces, 4)
+    same.load_state_dict(small.state_dict())
+    assert same.position == small.position and torch.equal(same.storage.rewards, small.storage.rewards)
