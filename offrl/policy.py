@@ -20,9 +20,11 @@ class Policy:
     modules, so what goes in is a raw environment observation and what comes
     out is an action in the environment's bounds.
 
-    For a policy with memory (Decision Transformer's context), call
-    ``start_episode()`` at each reset and ``observe(reward)`` after each step;
-    for the others both are harmless no-ops.
+    For a policy with memory (Decision Transformer's context, BC-RNN's hidden
+    state, stacked frames), call ``start_episode(num_envs)`` at each reset and
+    ``observe(reward)`` after each step; for the others both are harmless
+    no-ops. A call with another number of observations than the episodes
+    running starts that many new episodes.
     """
 
     def __init__(self, algo: Algorithm) -> None:
@@ -48,6 +50,9 @@ class Policy:
         single = _is_single(observations, self.observation_space)
         if single:
             observations = _add_batch_axis(observations)
+        count = len(next(iter(observations.values())) if isinstance(observations, dict) else observations)
+        if count != self._batch:  # a policy with memory keeps one state per environment
+            self.start_episode(count)
         if deterministic not in self._rollouts:
             self._rollouts[deterministic] = self.algo.rollout_policy(self._batch, deterministic=deterministic)
             self._rollouts[deterministic].start_episode(None)
