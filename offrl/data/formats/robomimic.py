@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import h5py
 import numpy as np
 
@@ -42,6 +43,7 @@ from offrl.spaces import space_from_json, space_to_json
 FLAT_KEY = "flat"
 DEMO = re.compile(r"demo_(\d+)")
 ACTION_SPACE_ATTR = "offrl_action_space"
+OBSERVATION_SPACE_ATTR = "offrl_observation_space"
 
 
 def looks_like(handle: h5py.File) -> bool:
@@ -86,9 +88,16 @@ def read(path: Path, *, filter_key: str | None = None) -> Dataset:
         columns = _columns(data, demos, lengths, path)  # every check before the first read
         arrays = {column.key: _gather(data, demos, lengths, column, path) for column in columns}
         env_args = _env_args(data, path)
-        action_space = _action_space(data, path)
+        action_space = _space_attribute(data, ACTION_SPACE_ATTR, path)
+        observation_space = _space_attribute(data, OBSERVATION_SPACE_ATTR, path)
     rows = _Rows(demos, lengths)
     observations, stored_next = _observations(arrays, "obs/"), _observations(arrays, "next_obs/")
+    next_observations = stored_next or _derived_next(observations, rows.last)
+    if isinstance(observation_space, gym.spaces.Box) and set(observations) == {FLAT_KEY}:
+        # offrl wrote an array observation under "flat": read back as the array, with its space's bounds
+        observations, next_observations = observations[FLAT_KEY], next_observations[FLAT_KEY]
+    elif not (isinstance(observation_space, gym.spaces.Dict) and set(observation_space.spaces) == set(observations)):
+        observation_space = None  # written by robomimic (or edited since): the space comes from the arrays
     dones = _flags(arrays["dones"], rows, path)
     position = {name: index for index, name in enumerate(demos)}
     metadata: dict[str, Any] = {
@@ -104,9 +113,10 @@ def read(path: Path, *, filter_key: str | None = None) -> Dataset:
             observations=observations,
             actions=arrays["actions"],
             rewards=arrays["rewards"],
-            next_observations=stored_next or _derived_next(observations, rows.last),
+            next_observations=next_observations,
             terminals=_at_last_rows(dones, rows.last),
             timeouts=_at_last_rows(~dones, rows.last),
+            observation_space=observation_space,
             action_space=action_space,
             infos={"dones": dones, **({"states": arrays["states"]} if "states" in arrays else {})},
             metadata=metadata,
@@ -307,15 +317,15 @@ def _env_args(data: h5py.Group, path: Path) -> dict[str, Any]:
     return env_args
 
 
-def _action_space(data: h5py.Group, path: Path) -> Any:
-    text = data.attrs.get(ACTION_SPACE_ATTR)
+def _space_attribute(data: h5py.Group, attribute: str, path: Path) -> Any:
+    """The space offrl stored in ``data.attrs[attribute]`` (None in robomimic's own files)."""
+    text = data.attrs.get(attribute)
     if text is None:
         return None
     try:
         return space_from_json(json.loads(text))
     except (ValueError, KeyError, TypeError) as error:
-        key = f"data.attrs[{ACTION_SPACE_ATTR}]"
-        raise DatasetError(path, f"malformed space description: {error}", key=key) from None
+        raise DatasetError(path, f"malformed space description: {error}", key=f"data.attrs[{attribute}]") from None
 
 
 def _located(error: DatasetError, arrays: dict[str, np.ndarray], rows: _Rows, path: Path) -> DatasetError:
@@ -355,6 +365,7 @@ def write(dataset: Dataset, path: Path, *, env_args: dict[str, Any] | None = Non
         data.attrs["total"] = len(dataset)
         data.attrs["env_args"] = json.dumps(to_jsonable(_env_args_for(dataset, env_args)))
         data.attrs[ACTION_SPACE_ATTR] = json.dumps(space_to_json(dataset.action_space))
+        data.attrs[OBSERVATION_SPACE_ATTR] = json.dumps(space_to_json(dataset.observation_space))
         for key, indices in filter_keys.items():
             names = [f"demo_{i}".encode() for i in indices]
             handle.create_dataset(f"mask/{key}", data=np.array(names, dtype="S" if names else "S1"))
