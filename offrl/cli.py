@@ -437,6 +437,8 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
             seeds, started_with = [int(s) for s in record["seeds"]], list(record["argv"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise OffrlError(f"{group / SEEDS_FILE}: not a readable seed-group record ({error})") from None
+        if "batch_seeds" not in _given_flags(argv):  # batched or one after another, as the group started
+            args = dataclasses.replace(args, batch_seeds=tyro.cli(TrainArgs, args=started_with).batch_seeds)
         runs = []
         for seed in seeds:
             run_dir = group / f"seed-{seed}"
@@ -645,7 +647,8 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             "utd_ratio": schedule["utd_ratio"],
             "warmup_steps": schedule["warmup_steps"],
             "num_envs": schedule["num_envs"],
-            "buffer_size": schedule["buffer_size"] or 1,
+            # the size asked for (the schedule's is capped by what the run's steps collect: a longer run needs more)
+            "buffer_size": train_saved.get("buffer_size") or schedule["buffer_size"] or 1,
             "save_buffer": args.save_buffer or train_saved.get("save_buffer"),
             "validation": validation,
             **{name: train_saved[name] for name in ("validation_batches", "save_best", "lr_schedule", "lr_end_factor", "goal_keys",
@@ -872,6 +875,7 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     env_id = args.env or saved.get("env")
     if not env_id:
         raise OffrlError(f"{args.run_dir}: the run has no evaluation environment recorded; pass --env (or --dataset to estimate from data)")
+    _require_positive({"--episodes": args.episodes, "--envs": args.envs})
     meta, _ = read_checkpoint(run_path)
     algo = load_algo(run_path, device=resolve_device(args.device), optimizers=False).train(False)
     envs = make_vector_env(

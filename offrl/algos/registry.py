@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,7 @@ def make_algo(
         overrides = {**config, **overrides}
         config = None
     resolved = make_config(cls.Config, overrides, base=config, source=f"{name} config")
+    check_common_settings(resolved, f"{name} config")
     with seeding_lock, torch.random.fork_rng(devices=[]):  # the lock: seeds of a group are built in parallel threads
         if seed is not None:
             torch.manual_seed(seed)
@@ -82,6 +84,26 @@ def make_algo(
             message = str(error)
             raise AlgorithmError(message if message.startswith(name) else f"{name}: {message}") from None
     return algo.to(device)
+
+
+def check_common_settings(config: Any, source: str) -> None:
+    """The settings most algorithms share, in their ranges: a wrong one is one ConfigError naming it, not a
+    failure deep inside the sampler, the optimizer or a layer's constructor."""
+    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+    problems = []
+    for key, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            if key.endswith("hidden_dims") and isinstance(value, (list, tuple)) and any(not isinstance(w, int) or w < 1 for w in value):
+                problems.append(f"{key}={list(value)}: every width must be a positive integer")
+            continue
+        if key == "batch_size" and value < 1:
+            problems.append(f"batch_size={value}: must be at least 1")
+        elif (key == "lr" or key.endswith("_lr")) and not (math.isfinite(value) and value >= 0):
+            problems.append(f"{key}={value}: a learning rate must be a finite number >= 0")
+        elif key in ("discount", "tau") and not 0.0 <= value <= 1.0:
+            problems.append(f"{key}={value}: must be in [0, 1]")
+    if problems:
+        raise ConfigError(f"{source}: {problems[0]}")
 
 
 # Held while a thread seeds torch's process-wide generator or builds networks from it: the seeds of a group are

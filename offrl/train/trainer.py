@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import random
 import time
 from pathlib import Path
@@ -153,7 +154,7 @@ def make_schedule(
         after, mode = steps, "offline-to-online"
     elif rl_train_after_update_steps is not None:
         after = rl_train_after_update_steps
-        mode = "offline" if after >= total else "hybrid"
+        mode = "offline" if after >= total else "online" if dataset is None else "hybrid"
     elif dataset is None:
         after, mode = 0, "online"
     elif algo.online and env is not None:
@@ -272,6 +273,9 @@ def train(
         buffer_size=buffer_size,
     )
     total = schedule.total_steps
+    _check_counts(log_every=log_every, eval_every=eval_every, eval_episodes=eval_episodes, eval_envs=eval_envs,
+                  checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, num_envs=num_envs,
+                  buffer_size=buffer_size, warmup_steps=warmup_steps)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(algo.name, dataset)
     checkpoint_dir = run_dir / ckpt.CHECKPOINT_DIR
     checkpoint_every = checkpoint_every or eval_every or 10_000
@@ -283,6 +287,7 @@ def train(
             raise OffrlError("save_buffer records online interaction, and this run has no online phase")
         if save_buffer.exists():
             raise OffrlError(f"{save_buffer} already exists: refusing to overwrite it")
+        _check_writable_directory(save_buffer.parent, f"save_buffer {save_buffer}")
 
     eval_vector = None
     if env is not None:
@@ -365,12 +370,16 @@ def train(
             buffer.load_state_dict(safetensors.torch.load_file(str(checkpoint_dir / REPLAY_BUFFER_FILE), device=str(algo.device)))
             _end_open_episodes(buffer)
         algo.total_updates = max(algo.total_updates, total)
+        _record_schedule(run_dir, schedule)  # a run extended and then interrupted resumes to its new total
     else:
         if ckpt.list_checkpoints(checkpoint_dir) or (run_dir / CONFIG).exists():
             raise CheckpointError(
                 f"{run_dir} already holds a run: resume it (offrl train --resume {run_dir}) or choose another --run-dir"
             )
-        run_dir.mkdir(parents=True, exist_ok=True)
+        others = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+        if others:
+            raise CheckpointError(f"{run_dir} already holds {', '.join(others)} (not a run offrl can resume): choose another --run-dir")
+        _check_writable_directory(run_dir, "the run directory")
         _seed_everything(seed)
         algo.total_updates = total
         start_step, pending_eval = 0, False
@@ -415,6 +424,7 @@ def train(
                     "lr_schedule": lr_schedule,
                     "lr_end_factor": lr_end_factor,
                     "precision": precision,
+                    "buffer_size": buffer_size,
                 },
                 **(run_info or {}),
             },
@@ -665,6 +675,44 @@ def _end_open_episodes(buffer: ReplayBuffer) -> None:
         last = rows[order[rows].argmax()]
         if buffer.storage.terminals[last] < 0.5:
             buffer.storage.timeouts[last] = 1.0
+
+
+# what a run directory holds besides config.json and checkpoints/: a fresh run into a directory with any of
+# them would overwrite a user's files (or a seed group's record)
+RUN_OUTPUTS = ("metrics.csv", "evaluations.csv", "final_eval.json", "seeds.json", "best")
+
+
+def _check_counts(**values: int | None) -> None:
+    """Counts the trainer divides by or loops over: one error naming the option, before anything is written."""
+    at_least_one = ("log_every", "eval_episodes", "eval_envs", "num_envs", "buffer_size", "keep_checkpoints")
+    for name, value in values.items():
+        if value is None:
+            continue
+        low = 1 if name in at_least_one else 0
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise OffrlError(f"{name} (--{name.replace('_', '-')}) must be an integer >= {low}, not {value!r}")
+
+
+def _check_writable_directory(directory: Path, what: str) -> None:
+    """Create ``directory`` (and its parents) and write a file there, or say in one line why it cannot be:
+    checked before training, not found out when its results are written."""
+    if directory.exists() and not directory.is_dir():
+        raise OffrlError(f"{what}: {directory} is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise OffrlError(f"{what}: cannot write in {directory} ({error.strerror or error})") from None
+
+
+def _record_schedule(run_dir: Path, schedule: Schedule) -> None:
+    """A resumed run's config.json holds the schedule it now follows (a new total, a larger replay buffer)."""
+    saved = read_run_config(run_dir)
+    # the kind of run is the one it started as (a resume gives the schedule by its switch step, not by online_steps)
+    now = {**schedule.to_json(), "mode": saved.get("schedule", {}).get("mode", schedule.mode)}
+    if saved.get("schedule") != now:
+        write_json(run_dir / CONFIG, {**saved, "schedule": now})
 
 
 def _resume(

@@ -98,6 +98,7 @@ def test_convert_and_algos(workdir):
         (["train", "--dataset", "pend.hdf5"], ["needs --algo"]),
         (["train", "--algo", "dqn", "--dataset", "pend.hdf5"], ["dqn needs a discrete action space", "dataset pend.hdf5"]),
         (["train", "--algo", "bc", "--dataset", "pend.hdf5", "--set", "activation=swish"], ["bc: unknown activation 'swish'"]),
+        (["train", "--algo", "bc", "--dataset", "pend.hdf5", "--set", "batch_size=-4"], ["bc config: batch_size=-4: must be at least 1"]),
         (["eval", "nowhere"], ["nowhere"]),
     ],
 )

@@ -125,6 +125,41 @@ def test_resume_extends_a_finished_run(pendulum_dataset, tmp_path):
     result = offrl.train_offline(longer, pendulum_dataset, run_dir=tmp_path / "run", resume=True, **{**SETTINGS, "steps": 400})
     assert result.step == 400 and longer.num_updates == 400 and longer.total_updates == 400
     assert [r["step"] for r in read_rows(tmp_path / "run/evaluations.csv")] == ["100", "200", "300", "400"]
+    # the run now plans 400 steps: a later plain resume (offrl train --resume RUN) continues to that total
+    assert json.loads((tmp_path / "run/config.json").read_text())["schedule"]["total_steps"] == 400
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [("log_every", 0, "log_every (--log-every) must be an integer >= 1, not 0"),
+     ("eval_episodes", 0, "eval_episodes (--eval-episodes) must be an integer >= 1"),
+     ("checkpoint_every", -10, "checkpoint_every (--checkpoint-every) must be an integer >= 0")],
+)
+def test_counts_out_of_range_stop_before_anything_is_written(option, value, message, pendulum_dataset, tmp_path):
+    with pytest.raises(OffrlError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "run", **{**SETTINGS, option: value})
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "seeds.json"])
+def test_a_directory_with_another_runs_files_is_refused_untouched(name, pendulum_dataset, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / name).write_text("step,loss\n100,0.5\n")
+    with pytest.raises(CheckpointError, match=f"already holds {name}"):
+        offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "run", **SETTINGS)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [name]
+    assert (tmp_path / "run" / name).read_text() == "step,loss\n100,0.5\n"
+
+
+def test_a_run_directory_or_buffer_file_that_cannot_be_written_is_named_first(pendulum_dataset, tmp_path):
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(OffrlError, match="is a file, not a directory"):
+        offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "file", **SETTINGS)
+    sac = offrl.make_algo("sac", pendulum_dataset.observation_space, pendulum_dataset.action_space, hidden_dims=(32, 32))
+    with pytest.raises(OffrlError, match="save_buffer .*is a file, not a directory"):
+        offrl.train_online(sac, "Pendulum-v1", steps=10, warmup_steps=5, run_dir=tmp_path / "sac", save_buffer=tmp_path / "file" / "b.hdf5",
+                    progress=False, tensorboard=False)
+    assert (tmp_path / "file").read_text() == "mine" and not (tmp_path / "sac").exists()
 
 
 def test_environment_that_does_not_match_the_data(pendulum_dataset, tmp_path):
