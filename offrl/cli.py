@@ -600,7 +600,8 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
     from offrl.plugins import import_plugin, recorded_import
     from offrl.spaces import as_float32, space_from_json
     from offrl.train.evaluate import make_env
-    from offrl.train.run import read_run_config, resolve_device
+    from offrl.errors import CheckpointError
+    from offrl.train.run import CONFIG, read_run_config, resolve_device
     from offrl.train.trainer import train
 
     given = _given_flags(argv)
@@ -617,6 +618,9 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             flags = ", ".join("--" + c.replace("_", "-") for c in sorted(conflicting))
             raise OffrlError(f"--resume continues a run as it was configured: drop {flags}")
         saved = read_run_config(args.resume)
+        missing = [key for key in ("algo", "algo_config", "observation_space", "action_space", "schedule", "train") if key not in saved]
+        if missing:
+            raise CheckpointError(f"{Path(args.resume) / CONFIG}: no {', '.join(missing)} entry (not written by offrl train, or edited)")
         for module in saved.get("cli", {}).get("imports", []):
             import_plugin(module)
         schedule, train_saved = saved["schedule"], saved["train"]

@@ -131,6 +131,7 @@ def read_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> 
         raise CheckpointError(f"{meta_path}: cannot read checkpoint metadata: {error}") from None
     if not isinstance(meta, dict) or "algo" not in meta or "format_version" not in meta:
         raise CheckpointError(f"{meta_path}: not an offrl checkpoint (no algo / format_version)")
+    _check_metadata(meta, meta_path)
     if meta["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
             f"{meta_path}: written by a newer offrl (format {meta['format_version']}; this one reads {FORMAT_VERSION})"
@@ -140,6 +141,27 @@ def read_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> 
     except (OSError, safetensors.SafetensorError) as error:
         raise CheckpointError(f"{tensor_path}: cannot read checkpoint tensors (truncated or corrupt?): {error}") from None
     return meta, tensors
+
+
+# what every checkpoint's JSON holds, and of which type ("trainer" only in a trainer's checkpoints)
+_METADATA = {"format_version": int, "algo": str, "config": dict, "observation_space": dict, "action_space": dict,
+             "step": int, "num_updates": int, "total_updates": int, "optimizers": dict, "rng": dict}
+
+
+def _check_metadata(meta: dict[str, Any], meta_path: Path) -> None:
+    """A checkpoint's JSON edited by hand (or by another tool) is one error naming the key, never a KeyError."""
+    for key, kind in _METADATA.items():
+        if key not in meta:
+            raise CheckpointError(f"{meta_path}: the checkpoint has no {key!r} entry")
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise CheckpointError(f"{meta_path}: {key!r} should be {kind.__name__}, found {meta[key]!r}")
+    for key in ("observation_space", "action_space"):
+        try:
+            space_from_json(meta[key])
+        except (KeyError, ValueError, TypeError) as error:
+            raise CheckpointError(f"{meta_path}: {key!r} is not a space offrl wrote ({error})") from None
+    if "trainer" in meta and not isinstance(meta["trainer"], dict):
+        raise CheckpointError(f"{meta_path}: 'trainer' should be dict, found {meta['trainer']!r}")
 
 
 def load_algo(

@@ -737,9 +737,12 @@ def _resume(
         source = dataset.source if dataset is not None else "(none)"
         raise CheckpointError(f"{run_dir}: the dataset {source} is not the one this run was trained on (its content changed)")
     ckpt.restore_algo(algo, meta, tensors, source=str(run_dir))
-    ckpt.restore_rng(meta, tensors)
-    extra = ckpt.trainer_tensors(tensors)
-    if sampler is not None:
-        sampler.set_state(extra["sampler"].cpu())
-    metrics.load(trainer.get("metric_counts", {}), extra)
+    try:  # the generators' states, the sampler's and the metric sums: entries a hand edit may have broken
+        ckpt.restore_rng(meta, tensors)
+        extra = ckpt.trainer_tensors(tensors)
+        if sampler is not None:
+            sampler.set_state(extra["sampler"].cpu())
+        metrics.load(trainer.get("metric_counts", {}), extra)
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as error:
+        raise CheckpointError(f"{run_dir}: the latest checkpoint's trainer state is damaged ({type(error).__name__}: {error})") from None
     return int(meta["step"]), bool(trainer.get("pending_eval", False)), trainer

@@ -60,6 +60,23 @@ def test_corrupt_tensors(algo, tmp_path):
         load_algo(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "edit, message",
+    [(lambda m: m.update(format_version="1"), "'format_version' should be int, found '1'"),
+     (lambda m: m.pop("optimizers"), "the checkpoint has no 'optimizers' entry"),
+     (lambda m: m.update(step="abc"), "'step' should be int, found 'abc'"),
+     (lambda m: m.update(config="x"), "'config' should be dict"),
+     (lambda m: m.update(action_space={"type": "Sphere"}), "'action_space' is not a space offrl wrote")],
+)
+def test_hand_edited_metadata_is_one_error_naming_the_key(algo, tmp_path, edit, message):
+    stem = save_checkpoint(tmp_path, algo, step=1)
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    edit(meta)
+    stem.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=message):
+        load_algo(tmp_path)
+
+
 def test_not_a_run(tmp_path):
     with pytest.raises(CheckpointError, match="no such run directory"):
         load_algo(tmp_path / "missing")

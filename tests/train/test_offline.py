@@ -228,3 +228,14 @@ def test_an_unknown_precision_stops_before_the_run_starts(pendulum_dataset, tmp_
     with pytest.raises(OffrlError, match="precision must be one of fp32, bf16, not 'half'"):
         offrl.train_offline(algo, pendulum_dataset, steps=10, eval_every=0, run_dir=tmp_path / "run", precision="half", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_trainer_state_in_a_checkpoint_is_one_error(pendulum_dataset, tmp_path):
+    offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "run", **SETTINGS)
+    latest = sorted((tmp_path / "run/checkpoints").glob("step_*.json"))[-1]
+    meta = json.loads(latest.read_text())
+    meta["trainer"]["metric_counts"] = {"not_a_metric": 3}
+    latest.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="trainer state is damaged"):
+        offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "run", resume=True,
+                            **{**SETTINGS, "steps": 400})
