@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -1030,7 +1032,10 @@ def _parse_numbers(text: str, flag: str) -> list[int]:
     try:
         for item in text.split(","):
             first, _, last = item.strip().partition("-")
-            numbers.extend(range(int(first), int(last or first) + 1))
+            low, high = int(first), int(last or first)
+            if high < low:
+                raise OffrlError(f"{flag}: the range {item.strip()!r} runs backwards")
+            numbers.extend(n for n in range(low, high + 1) if n not in numbers)  # each once, in the order given
     except ValueError:
         raise OffrlError(f"{flag}: expected numbers and ranges such as 0,1,5-7, got {text!r}") from None
     return numbers
@@ -1181,6 +1186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args_class, handler = COMMANDS[name]
     args = tyro.cli(args_class, args=rest, prog=f"offrl {name}", description=args_class.__doc__)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` / `timeout` stop like Ctrl-C: partial outputs removed
     try:
         return handler(args, rest)
     except OffrlError as error:
@@ -1189,6 +1195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"offrl {name}: stopped", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`offrl datasets list | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:  # noqa: ARG001
+    raise KeyboardInterrupt
 
 
 def _result_text(result) -> str:

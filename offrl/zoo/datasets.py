@@ -112,6 +112,20 @@ def available() -> list[dict[str, Any]]:
     return rows
 
 
+def _intact(path: Path) -> bool:
+    """Whether a cached file still opens as the offrl HDF5 file ``build`` wrote (its writes are atomic, so a
+    damaged one was changed afterwards: truncated, or overwritten by hand)."""
+    import h5py
+
+    from offrl.data.formats import offrl_hdf5
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return offrl_hdf5.looks_like(handle)
+    except OSError:
+        return False
+
+
 def build(name: str, *, size: int | None = None, seed: int = 0, force: bool = False, log=_stderr) -> Path:
     """Roll out the recipe of ``name`` (``size`` transitions per part) and cache it; returns the file."""
     zoo = _require(name)
@@ -120,7 +134,9 @@ def build(name: str, *, size: int | None = None, seed: int = 0, force: bool = Fa
         raise DatasetError(name, f"the behaviour policies for {zoo.family} are not in this offrl installation ({POLICY_DIR / zoo.family})")
     path = dataset_path(name, size=size, seed=seed)
     if path.exists() and not force:
-        return path
+        if _intact(path):
+            return path
+        log(f"the cached {path} is damaged (not an offrl HDF5 file): building it again")
     size = default_size(zoo) if size is None else size
     if size < 1:
         raise DatasetError(name, f"size must be positive, got {size}")

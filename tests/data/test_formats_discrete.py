@@ -465,6 +465,14 @@ def test_dqn_replay_cli(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert cli.main([*argv, "--force", "--checkpoints", "7"]) == 2
     assert "has no checkpoint [7]" in capsys.readouterr().err
+    assert cli.main([*argv, "--force", "--checkpoints", "1-0"]) == 2
+    assert "the range '1-0' runs backwards" in capsys.readouterr().err
+    assert cli.main([*argv[:3], str(tmp_path / "twice.offrl"), "--checkpoints", "0,0"]) == 0
+    once = tmp_path / "once.offrl"
+    assert cli.main([*argv[:3], str(once), "--checkpoints", "0"]) == 0
+    assert len(load_dataset(tmp_path / "twice.offrl")) == len(load_dataset(once))  # a checkpoint named twice is read once
+    assert cli.main([*argv[:3], str(tmp_path / "s2.offrl"), "--stack-size", "2"]) == 2
+    assert "holds a frame stack of 4, not the --stack-size 2" in capsys.readouterr().err
 
 
 def test_dqn_replay_damaged_files_are_named(tmp_path):

@@ -342,6 +342,19 @@ def test_rl_unplugged_shuffled_records_need_stacks(tmp_path):
     np.testing.assert_array_equal(stacks.terminals, frames.terminals)
 
 
+def test_rl_unplugged_an_episode_coming_back_in_a_later_shard_of_its_run(tmp_path):
+    rng = np.random.default_rng(2)
+    first, second = episode(1, 6, terminal=True, rng=rng), episode(2, 3, terminal=True, rng=rng)
+    write_shard(tmp_path / "Pong" / "run_1-00000-of-00002", first[:3])
+    write_shard(tmp_path / "Pong" / "run_1-00001-of-00002", second + first[3:])
+    with pytest.raises(DatasetError, match="episode 1 comes back after other records"):
+        rl_unplugged.convert(tmp_path / "Pong", tmp_path / "out.offrl")
+    # another run's shard starts its episode ids again: the same id there is another episode
+    write_shard(tmp_path / "Runs" / "run_1-00000-of-00001", first)
+    write_shard(tmp_path / "Runs" / "run_2-00000-of-00001", second + episode(1, 4, terminal=True, rng=rng))
+    assert len(load_dataset(rl_unplugged.convert(tmp_path / "Runs", tmp_path / "runs.offrl"))) == 6 + 3 + 4
+
+
 def test_rl_unplugged_cli(tmp_path, capsys):
     directory, _ = game_directory(tmp_path)
     out = tmp_path / "cli.offrl"

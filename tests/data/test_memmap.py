@@ -132,6 +132,32 @@ def test_refuses_to_overwrite_and_leaves_nothing_behind_on_error(tmp_path):
     assert len(load_dataset(path)) == 100
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.offrl"]
 
+    # ... but only a dataset offrl wrote: a user's directory (or the converter's own source) is never replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(DatasetError, match="is not an offrl-memmap dataset: offrl replaces only its own"):
+        save_dataset(random_dataset(), mine, format="offrl-memmap", overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_sigterm_stops_a_conversion_like_ctrl_c_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    source = save_dataset(random_dataset(), tmp_path / "d.hdf5")
+    original = MemmapWriter.append
+
+    def killed(self, **columns):
+        original(self, **columns)
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or `timeout` sends it
+
+    monkeypatch.setattr(MemmapWriter, "append", killed)
+    assert cli.main(["datasets", "convert", str(source), str(tmp_path / "d.offrl")]) == 130
+    assert "stopped" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.hdf5"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
 
 def test_writer_grows_and_writes_rows_where_they_belong(tmp_path):
     original = image_dataset(n=250)

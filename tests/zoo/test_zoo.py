@@ -37,6 +37,15 @@ def test_each_pendulum_variant_builds_at_a_tiny_size():
     assert sizes == {"random": 600, "medium": 600, "medium-replay": 600, "expert": 600, "medium-expert": 1200}
 
 
+def test_a_damaged_cached_file_is_built_again(cache):
+    path = zoo.build("pendulum-random", size=300)
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 3])  # truncated after offrl wrote it
+    messages = []
+    assert zoo.build("pendulum-random", size=300, log=messages.append) == path
+    assert any("is damaged" in m for m in messages) and len(load_dataset(path)) == 300
+
+
 def test_variants_are_ordered_by_quality():
     returns = {}
     for variant in ("random", "medium", "expert"):

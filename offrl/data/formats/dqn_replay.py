@@ -163,8 +163,12 @@ def _plan(replay_dir: Path, number: int, *, stack_size: int | None, limit: int |
         raise DatasetError(element_file(replay_dir, "add_count", number), f"expected a count, found {add_count!r}")
     add_count = int(add_count)
     cursor = add_count % capacity
+    stored = _stack_size(replay_dir, number, cursor, capacity, given=stack_size)
     if stack_size is None:
-        stack_size = _stack_size(replay_dir, number, cursor, capacity)
+        stack_size = stored
+    elif stored is not None and stored != stack_size:
+        raise DatasetError(element_file(replay_dir, "invalid_range", number),
+                           f"holds a frame stack of {stored}, not the --stack-size {stack_size} given: padding rows would become transitions")
 
     # ring positions, oldest first
     wrapped = add_count >= capacity
@@ -201,15 +205,20 @@ def _plan(replay_dir: Path, number: int, *, stack_size: int | None, limit: int |
     )
 
 
-def _stack_size(replay_dir: Path, number: int, cursor: int, capacity: int) -> int:
-    """dopamine's invalid_range is ``cursor - update_horizon .. cursor + stack_size - 1`` (mod capacity)."""
+def _stack_size(replay_dir: Path, number: int, cursor: int, capacity: int, *, given: int | None = None) -> int | None:
+    """dopamine's invalid_range is ``cursor - update_horizon .. cursor + stack_size - 1`` (mod capacity).
+    With a ``given`` stack size, a missing or unreadable invalid_range is None (nothing to check it against)."""
     file = element_file(replay_dir, "invalid_range", number)
+    if given is not None and not file.is_file():
+        return None
     invalid = _load_small(replay_dir, "invalid_range", number, None)
     if invalid.ndim != 1 or len(invalid) < 2:
         raise DatasetError(file, f"expected the indices around the cursor, found shape {invalid.shape}")
     horizon = (cursor - int(invalid[0])) % capacity
     size = len(invalid) - horizon
     if not 1 <= size <= len(invalid):
+        if given is not None:
+            return None
         raise DatasetError(file, f"does not match the cursor {cursor}: pass the frame stack size (--stack-size)")
     return size
 
@@ -238,7 +247,7 @@ def _copy_frames(writer: MemmapWriter, part: _Part, offset: int) -> None:
 def _open_gzip(file: Path) -> gzip.GzipFile:
     if not file.is_file():
         raise DatasetError(file, "missing: each DQN-Replay checkpoint needs its observation, action, reward, "
-                           "terminal and add_count files")
+                           "terminal and add_count files, and invalid_range unless --stack-size is given")
     return gzip.open(file, "rb")
 
 

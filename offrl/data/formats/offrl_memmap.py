@@ -136,6 +136,8 @@ class MemmapWriter:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise DatasetError(self.path, "already exists: refusing to overwrite it")
+        if self.path.exists() and not looks_like(self.path):  # overwrite replaces a dataset offrl wrote, nothing else
+            raise DatasetError(self.path, "exists and is not an offrl-memmap dataset: offrl replaces only its own (remove it yourself)")
         self.overwrite = overwrite
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))

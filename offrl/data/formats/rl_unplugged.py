@@ -219,10 +219,15 @@ class _Converter:
         self.previous: Transition | None = None
         self.previous_next: np.ndarray | None = None  # the previous row's next observation
         self.file = Path()
-        self.seen: set[int] = set()  # episode ids of this file (single frames: an id never comes back)
+        self.seen: set[int] = set()  # episode ids of this run's files (single frames: an id never comes back)
+        self.run: str | None = None  # the run the shards belong to (``run_N``): episode ids restart in another run
 
     def start_file(self, file: Path) -> None:
-        self.file, self.seen, self.file_rows = file, set(), 0
+        shard = SHARD.match(file.name)
+        run = shard.group(1) if shard else str(file)
+        if run != self.run:
+            self.seen, self.run = set(), run
+        self.file, self.file_rows = file, 0
         self.files_read += 1
         if self.previous is not None and not self._ended():
             self.seen.add(self.previous.episode_id)  # the next file may continue it
