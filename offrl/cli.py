@@ -34,9 +34,11 @@ class TrainArgs:
     dataset: str | None = None
     """Dataset: D4RL or offrl HDF5, npz, or a Minari dataset (directory or local id); the format is detected."""
     env: str | None = None
-    """Gymnasium environment id to evaluate the policy on; without it there is no evaluation."""
+    """Gymnasium environment id: the policy is evaluated in it, and online, hybrid and offline-to-online runs
+    also collect their data in it; without it (offline) there is no evaluation."""
     steps: int = 1_000_000
-    """Total gradient steps (with --resume: the new total)."""
+    """Gradient steps (with --online-steps, the offline ones: the run takes steps + online-steps; with --resume:
+    the new total)."""
     eval_every: int = 10_000
     """Evaluate every this many steps (0: only at the end)."""
     eval_episodes: int = 10
@@ -671,6 +673,8 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
         algo_name, algo_config = _algo_config(args)
         if not algo_name or not (args.dataset or args.env):
             raise OffrlError("offrl train needs --algo and --dataset and/or --env (or --resume RUN_DIR); see offrl train --help")
+        if args.offline_ratio is not None and not args.dataset:
+            raise OffrlError("--offline-ratio is the share of dataset rows in each RL batch: it needs --dataset")
         dataset = (load or load_dataset)(args.dataset) if args.dataset else None
         keys = {"filter_key": args.filter_key, "validation_key": args.validation_key}
         dataset, validation = _split_by_filter_keys(dataset, **keys)
@@ -1048,7 +1052,10 @@ def cmd_datasets_collect(args: DatasetsCollectArgs, argv: Sequence[str]) -> int:
 
     if (args.episodes is None) == (args.steps is None):
         raise OffrlError("give exactly one of --episodes or --steps")
+    _require_positive({"--episodes": args.episodes, "--steps": args.steps, "--num-envs": args.num_envs})
     out = Path(args.out)
+    if args.format is None and out.suffix.lower() not in (".hdf5", ".h5", ".npz"):
+        raise OffrlError(f"{out}: cannot tell the output format from the suffix: use .hdf5 or .npz, or --format")
     if out.exists() and not args.force:
         raise OffrlError(f"{out} already exists: refusing to overwrite it (use --force)")
     if Path(args.policy).exists():  # a run's policy: its algorithm may come from the run's --import
@@ -1135,6 +1142,7 @@ def cmd_config_template(args: ConfigTemplateArgs, argv: Sequence[str]) -> int:
 def cmd_demo(args: DemoArgs, argv: Sequence[str]) -> int:
     from offrl.demo import run_demo
 
+    _require_positive({"--steps": args.steps, "--episodes": args.episodes})
     return run_demo(out=Path(args.out), steps=args.steps, episodes=args.episodes, seed=args.seed)
 
 

@@ -68,6 +68,9 @@ def make_algo(
     RNG is left as it was).
     """
     cls = get_algo_class(name)
+    if config is not None and not isinstance(config, (dict, cls.Config)):
+        raise ConfigError(f"{name}: config must be a {cls.Config.__name__} or a dict of overrides, not {type(config).__name__} "
+                          "(a config file is read with offrl.read_config)")
     if isinstance(config, dict):
         overrides = {**config, **overrides}
         config = None

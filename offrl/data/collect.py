@@ -164,7 +164,14 @@ def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed:
     if Path(spec).exists():
         from offrl.policy import load_policy
 
+        from offrl.train.evaluate import check_env_compatible
+
         policy = load_policy(spec)
+        probe = make_env(env_id)
+        try:
+            check_env_compatible(probe, policy.observation_space, policy.action_space, env_id, f"the policy in {spec}")
+        finally:
+            probe.close()
         return lambda observations: policy(observations, deterministic=not stochastic)
     controller = resolve_callable(spec)
     probe = make_env(env_id)

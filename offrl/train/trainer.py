@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
+import math
+import os
 import random
+import tempfile
 import time
 from pathlib import Path
 from collections.abc import Sequence
@@ -139,12 +141,20 @@ def make_schedule(
     buffer_size: int = 1_000_000,
 ) -> Schedule:
     """Resolve the mode from what is given: see the module docstring and docs/training.md."""
+    for name, value in (("steps", steps), ("online_steps", online_steps), ("rl_train_every_update_steps", rl_train_every_update_steps),
+                        ("rl_train_after_update_steps", rl_train_after_update_steps)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
+            raise OffrlError(f"{name} must be an integer, not {value!r}")
     if steps < 0 or online_steps < 0 or (steps + online_steps) < 1:
         raise OffrlError(f"steps must be positive (steps={steps}, online_steps={online_steps})")
     if rl_train_every_update_steps < 1:
         raise OffrlError("rl_train_every_update_steps must be at least 1")
-    if utd_ratio <= 0:
-        raise OffrlError(f"utd_ratio must be positive, got {utd_ratio}")
+    if rl_train_after_update_steps is not None and rl_train_after_update_steps < 0:
+        raise OffrlError(f"rl_train_after_update_steps must be >= 0, not {rl_train_after_update_steps}")
+    if not (isinstance(utd_ratio, (int, float)) and math.isfinite(utd_ratio) and utd_ratio > 0):
+        raise OffrlError(f"utd_ratio must be a positive finite number, not {utd_ratio!r}")
+    if offline_ratio not in ("default", None) and not (isinstance(offline_ratio, (int, float)) and 0.0 <= offline_ratio <= 1.0):
+        raise OffrlError(f"offline_ratio must be a number in [0, 1] or None (the union, uniformly), not {offline_ratio!r}")
     total = steps + online_steps
     if online_steps > 0:
         if rl_train_after_update_steps is not None:
@@ -258,6 +268,7 @@ def train(
             exactly; with an online phase the environments are reset, so episodes in progress are
             cut off (the replay buffer, weights, optimizers and RNGs are restored).
     """
+    _check_arguments(algo, dataset, env)
     schedule = make_schedule(
         algo,
         dataset=dataset,
@@ -281,12 +292,15 @@ def train(
     checkpoint_every = checkpoint_every or eval_every or 10_000
     if dataset is not None:
         check_spaces(algo, dataset)
+    own_buffer = False
     if save_buffer is not None:
         save_buffer = Path(save_buffer)
         if not schedule.has_online_phase:
             raise OffrlError("save_buffer records online interaction, and this run has no online phase")
-        if save_buffer.exists():
-            raise OffrlError(f"{save_buffer} already exists: refusing to overwrite it")
+        # a resumed run may replace the buffer file it wrote itself when it ended before; nothing else
+        own_buffer = resume and _recorded_save_buffer(run_dir) == str(save_buffer)
+        if save_buffer.exists() and not own_buffer:
+            raise OffrlError(f"{save_buffer} already exists: refusing to overwrite it (give another save_buffer path)")
         _check_writable_directory(save_buffer.parent, f"save_buffer {save_buffer}")
 
     eval_vector = None
@@ -370,7 +384,7 @@ def train(
             buffer.load_state_dict(safetensors.torch.load_file(str(checkpoint_dir / REPLAY_BUFFER_FILE), device=str(algo.device)))
             _end_open_episodes(buffer)
         algo.total_updates = max(algo.total_updates, total)
-        _record_schedule(run_dir, schedule)  # a run extended and then interrupted resumes to its new total
+        _record_schedule(run_dir, schedule, save_buffer)  # a run extended and then interrupted resumes to its new total
     else:
         if ckpt.list_checkpoints(checkpoint_dir) or (run_dir / CONFIG).exists():
             raise CheckpointError(
@@ -591,7 +605,7 @@ def train(
         if save_buffer is not None and buffer is not None and len(buffer) > 0:
             recorded = buffer.to_dataset(source=str(save_buffer))
             recorded.metadata.update({"env_id": env, "recorded_by": f"offrl {algo.name} ({schedule.mode})"})
-            save_dataset(recorded, save_buffer)
+            save_dataset(recorded, save_buffer, overwrite=own_buffer)
         if last_eval is not None:
             write_json(
                 run_dir / FINAL_EVAL,
@@ -614,6 +628,24 @@ def train(
         learning_curve=curve,
         **counters,
     )
+
+
+def _recorded_save_buffer(run_dir: Path) -> str | None:
+    try:
+        return read_run_config(run_dir).get("train", {}).get("save_buffer")
+    except OffrlError:
+        return None
+
+
+def _check_arguments(algo: Any, dataset: Any, env: Any) -> None:
+    """What goes where in ``train``: one error for a path where a dataset goes, or arguments swapped."""
+    if not isinstance(algo, Algorithm):
+        raise OffrlError(f"algo must be an algorithm (offrl.make_algo(...)), not {type(algo).__name__} {algo!r:.60}")
+    if dataset is not None and not isinstance(dataset, Dataset):
+        hint = " (load it with offrl.load_dataset(path))" if isinstance(dataset, (str, os.PathLike)) else ""
+        raise OffrlError(f"dataset must be an offrl Dataset, not {type(dataset).__name__}{hint}")
+    if env is not None and not isinstance(env, str):
+        raise OffrlError(f"env must be a Gymnasium environment id (a string), not {type(env).__name__}")
 
 
 def train_offline(algo: Algorithm, dataset: Dataset, *, steps: int = 1_000_000, **options: Any) -> TrainResult:
@@ -706,13 +738,17 @@ def _check_writable_directory(directory: Path, what: str) -> None:
         raise OffrlError(f"{what}: cannot write in {directory} ({error.strerror or error})") from None
 
 
-def _record_schedule(run_dir: Path, schedule: Schedule) -> None:
-    """A resumed run's config.json holds the schedule it now follows (a new total, a larger replay buffer)."""
+def _record_schedule(run_dir: Path, schedule: Schedule, save_buffer: Path | None) -> None:
+    """A resumed run's config.json holds the schedule it now follows (a new total, a larger replay buffer) and
+    where its buffer is saved."""
     saved = read_run_config(run_dir)
     # the kind of run is the one it started as (a resume gives the schedule by its switch step, not by online_steps)
     now = {**schedule.to_json(), "mode": saved.get("schedule", {}).get("mode", schedule.mode)}
-    if saved.get("schedule") != now:
-        write_json(run_dir / CONFIG, {**saved, "schedule": now})
+    train = dict(saved.get("train", {}))
+    if save_buffer is not None:
+        train["save_buffer"] = str(save_buffer)
+    if saved.get("schedule") != now or saved.get("train", {}) != train:
+        write_json(run_dir / CONFIG, {**saved, "schedule": now, "train": train})
 
 
 def _resume(

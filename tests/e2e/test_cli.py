@@ -99,6 +99,11 @@ def test_convert_and_algos(workdir):
         (["train", "--algo", "dqn", "--dataset", "pend.hdf5"], ["dqn needs a discrete action space", "dataset pend.hdf5"]),
         (["train", "--algo", "bc", "--dataset", "pend.hdf5", "--set", "activation=swish"], ["bc: unknown activation 'swish'"]),
         (["train", "--algo", "bc", "--dataset", "pend.hdf5", "--set", "batch_size=-4"], ["bc config: batch_size=-4: must be at least 1"]),
+        (["train", "--algo", "sac", "--env", "Pendulum-v1", "--offline-ratio", "0.7"], ["--offline-ratio", "needs --dataset"]),
+        (["datasets", "collect", "--env", "Pendulum-v1", "--policy", "random", "--steps", "5", "--out", "x.txt"],
+         ["x.txt: cannot tell the output format"]),
+        (["datasets", "collect", "--env", "Pendulum-v1", "--policy", "random", "--episodes", "0", "--out", "x.hdf5"],
+         ["--episodes must be positive"]),
         (["eval", "nowhere"], ["nowhere"]),
     ],
 )

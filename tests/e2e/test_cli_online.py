@@ -36,8 +36,10 @@ def test_online_then_record_then_offline(workdir):
     assert info["transitions"] == 400 and info["episodes"] == 2
     offrl("train", "--algo", "bc", "--dataset", "runs/sac/buffer.hdf5", "--steps", "20", "--run-dir", "runs/bc", *QUIET, cwd=workdir)
     # extended, the run's replay buffer grows with it (sized for 300 steps it would drop the first transitions)
-    resumed = offrl("train", "--resume", "runs/sac", "--steps", "400", "--save-buffer", "runs/sac/buffer-400.hdf5", "--no-progress", cwd=workdir)
+    resumed = offrl("train", "--resume", "runs/sac", "--steps", "400", "--no-progress", cwd=workdir)
     assert "environment steps: 500" in resumed.stdout
+    # the run's own buffer file is replaced by the longer run's (a user's file at another path never is)
+    assert json.loads(offrl("datasets", "info", "runs/sac/buffer.hdf5", "--json", cwd=workdir).stdout)["transitions"] == 500
     schedule = config(workdir, "runs/sac")["schedule"]
     assert schedule["total_steps"] == 400 and schedule["buffer_size"] == 501 and schedule["mode"] == "online"
 

@@ -235,3 +235,18 @@ def test_a_saved_buffer_loads_into_a_larger_one_oldest_first():
     same = ReplayBuffer(*spaces, 4)
     same.load_state_dict(small.state_dict())
     assert same.position == small.position and torch.equal(same.storage.rewards, small.storage.rewards)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"rl_train_after_update_steps": -3}, "rl_train_after_update_steps must be >= 0"),
+     ({"utd_ratio": float("nan")}, "utd_ratio must be a positive finite number"),
+     ({"utd_ratio": float("inf")}, "utd_ratio must be a positive finite number"),
+     ({"offline_ratio": 1.5}, r"offline_ratio must be a number in \[0, 1\]"),
+     ({"offline_ratio": "half"}, r"offline_ratio must be a number in \[0, 1\]"),
+     ({"rl_train_every_update_steps": 1.5}, "rl_train_every_update_steps must be an integer")],
+)
+def test_schedule_values_out_of_range_are_refused(pendulum_dataset, options, message):
+    sac = offrl.make_algo("sac", pendulum_dataset.observation_space, pendulum_dataset.action_space, hidden_dims=(16,))
+    with pytest.raises(OffrlError, match=message):
+        make_schedule(sac, dataset=pendulum_dataset, env="Pendulum-v1", steps=100, **options)

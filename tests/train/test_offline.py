@@ -239,3 +239,16 @@ def test_a_damaged_trainer_state_in_a_checkpoint_is_one_error(pendulum_dataset, 
     with pytest.raises(CheckpointError, match="trainer state is damaged"):
         offrl.train_offline(fresh("bc", pendulum_dataset), pendulum_dataset, run_dir=tmp_path / "run", resume=True,
                             **{**SETTINGS, "steps": 400})
+
+
+def test_arguments_in_the_wrong_place_are_one_clear_error(pendulum_dataset, tmp_path):
+    algo = fresh("bc", pendulum_dataset)
+    with pytest.raises(OffrlError, match=r"dataset must be an offrl Dataset, not str \(load it with offrl.load_dataset"):
+        offrl.train_offline(algo, "pendulum.hdf5", steps=10)
+    with pytest.raises(OffrlError, match="env must be a Gymnasium environment id"):
+        offrl.train_online(algo, pendulum_dataset)
+    with pytest.raises(OffrlError, match="algo must be an algorithm"):
+        offrl.train_offline("bc", pendulum_dataset)
+    with pytest.raises(OffrlError, match="steps must be an integer, not 2.5"):
+        offrl.train_offline(algo, pendulum_dataset, steps=2.5)
+    assert not any(tmp_path.iterdir())
