@@ -253,6 +253,8 @@ class EvalArgs:
     """Also save the first --video-episodes episodes as a video here (.mp4 needs imageio-ffmpeg, .gif Pillow)."""
     video_episodes: int = 1
     """Episodes in the video."""
+    force: bool = False
+    """Replace an existing --video file."""
     imports: Annotated[tuple[str, ...], tyro.conf.arg(name="import"), tyro.conf.UseAppendAction] = ()
     """Python module or file to import first (registers custom algorithms); repeatable."""
 
@@ -702,7 +704,10 @@ def _train_run(args: TrainArgs, argv: Sequence[str], load=None):
             if "steps" in given:
                 raise OffrlError("give --steps or --epochs (with --steps-per-epoch), not both")
             steps = args.epochs * args.steps_per_epoch
-            if "eval_every" not in given:
+            # evaluate every epoch unless --eval-every, or a config file's eval_every other than the default
+            # (the template writes the default), says otherwise
+            default_every = next(f.default for f in dataclasses.fields(TrainArgs) if f.name == "eval_every")
+            if "eval_every" not in given and args.eval_every == default_every:
                 settings["eval_every"] = args.steps_per_epoch
         options = {
             "steps": steps,
@@ -869,15 +874,13 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
 
 def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     from offrl.train.checkpoint import load_algo, read_checkpoint
-    from offrl.train.evaluate import check_env_compatible, evaluate, evaluation_slots, make_vector_env
-    from offrl.train.run import CONFIG, read_run_config, resolve_device
+    from offrl.train.evaluate import check_env_compatible, check_video, evaluate, evaluation_slots, make_vector_env
+    from offrl.train.run import resolve_device, run_settings
 
     from offrl.plugins import import_plugin
 
     run_path = Path(args.run_dir)
-    # a run directory, or a directory inside one (RUN/best, RUN/checkpoints) or a checkpoint file there
-    run_root = next((d for d in (run_path, run_path.parent, run_path.parent.parent) if (d / CONFIG).is_file()), None)
-    saved = read_run_config(run_root) if run_root is not None else {}
+    saved = run_settings(run_path)  # a run directory, or a directory inside one (RUN/best) or a checkpoint file there
     for module in args.imports or saved.get("cli", {}).get("imports", []):  # --import replaces what the run recorded
         import_plugin(module)
     if args.dataset:
@@ -886,6 +889,13 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     if not env_id:
         raise OffrlError(f"{args.run_dir}: the run has no evaluation environment recorded; pass --env (or --dataset to estimate from data)")
     _require_positive({"--episodes": args.episodes, "--envs": args.envs})
+    video = Path(args.video) if args.video else None
+    if video is not None:
+        if video.suffix not in (".mp4", ".gif"):
+            raise OffrlError(f"--video {args.video}: the file must end in .mp4 or .gif")
+        if video.exists() and not args.force:
+            raise OffrlError(f"{video} already exists: refusing to overwrite it (use --force)")
+        check_video(env_id, video)
     meta, _ = read_checkpoint(run_path)
     algo = load_algo(run_path, device=resolve_device(args.device), optimizers=False).train(False)
     envs = make_vector_env(
@@ -893,9 +903,6 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     )
     check_env_compatible(envs, algo.observation_space, algo.action_space, env_id, f"the policy in {args.run_dir}")
     # the per-environment rollout policy: recurrent and context policies keep state per slot
-    video = Path(args.video) if args.video else None
-    if video is not None and video.suffix not in (".mp4", ".gif"):
-        raise OffrlError(f"--video {args.video}: the file must end in .mp4 or .gif")
     result = evaluate(
         algo.rollout_policy(envs.num_envs, deterministic=True), envs, env_id=env_id, episodes=args.episodes, seed=args.seed,
         video=video, video_episodes=args.video_episodes,
@@ -1058,6 +1065,9 @@ def cmd_datasets_collect(args: DatasetsCollectArgs, argv: Sequence[str]) -> int:
         raise OffrlError(f"{out}: cannot tell the output format from the suffix: use .hdf5 or .npz, or --format")
     if out.exists() and not args.force:
         raise OffrlError(f"{out} already exists: refusing to overwrite it (use --force)")
+    fmt = args.format or ("npz" if out.suffix.lower() == ".npz" else "d4rl")
+    if args.valid_fraction and fmt not in ("robomimic", "offrl-hdf5"):
+        raise OffrlError(f"--valid-fraction writes filter keys, which the {fmt} layout does not keep: add --format robomimic (or offrl-hdf5)")
     if Path(args.policy).exists():  # a run's policy: its algorithm may come from the run's --import
         for module in args.imports or run_imports(args.policy):
             import_plugin(module)
@@ -1079,7 +1089,6 @@ def cmd_datasets_collect(args: DatasetsCollectArgs, argv: Sequence[str]) -> int:
         except ValueError as error:
             raise OffrlError(f"--valid-fraction {args.valid_fraction}: {error}") from None
         dataset.metadata["filter_keys"] = {"train": train.tolist(), "valid": valid.tolist()}
-    fmt = args.format or ("npz" if out.suffix.lower() == ".npz" else "d4rl")
     save_dataset(dataset, out, format=fmt, overwrite=args.force)
     returns = dataset.episode_returns()
     print(f"wrote {out}: {len(dataset):,} transitions, {dataset.num_episodes:,} episodes, mean return {returns.mean():.2f}")

@@ -136,6 +136,12 @@ def _rows(observations: Any, index) -> Any:
     return tree_map(lambda column: np.asarray(column[index]), observations)
 
 
+def _flat_rows(values: Any, device: torch.device) -> torch.Tensor:
+    """One observation column as float rows ``[N, D]``."""
+    tensor = values if torch.is_tensor(values) else torch.as_tensor(np.asarray(values))
+    return tensor.to(device=device, dtype=torch.float32).reshape(len(tensor), -1)
+
+
 def check_fqe_observations(space: gym.Space, source: str) -> None:
     """Fitted Q evaluation reads vector observations (a Box, or a dict of them): anything else is an error naming ``source``."""
     spaces = space.spaces if isinstance(space, gym.spaces.Dict) else {None: space}
@@ -154,8 +160,8 @@ class _Features:
 
     def __call__(self, observations: Any, device: torch.device) -> torch.Tensor:
         if self.keys is None:
-            return torch.as_tensor(np.asarray(observations) if not torch.is_tensor(observations) else observations, dtype=torch.float32, device=device).reshape(len(observations), -1)
-        return torch.cat([self(observations[key], device) for key in self.keys], dim=1)
+            return _flat_rows(observations, device)
+        return torch.cat([_flat_rows(observations[key], device) for key in self.keys], dim=1)
 
     def statistics(self, observations: Any) -> tuple[torch.Tensor, torch.Tensor]:
         values = self(observations, torch.device("cpu"))

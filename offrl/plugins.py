@@ -45,17 +45,9 @@ def recorded_import(spec: str) -> str:
 
 def run_imports(path: str | Path) -> list[str]:
     """The ``--import`` modules recorded by the run that ``path`` is (or is inside: ``RUN/best``, a checkpoint)."""
-    import json
+    from offrl.train.run import run_settings
 
-    path = Path(path)
-    for directory in (path, path.parent, path.parent.parent):
-        config = directory / "config.json"
-        if config.is_file():
-            try:
-                return list(json.loads(config.read_text()).get("cli", {}).get("imports", []))
-            except (OSError, ValueError, AttributeError):
-                return []
-    return []
+    return list(run_settings(path).get("cli", {}).get("imports", []))
 
 
 def resolve_callable(spec: str) -> Callable:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from offrl.algos.base import Algorithm
+from offrl.errors import OffrlError
 from offrl.train.checkpoint import load_algo
 
 
@@ -47,6 +48,12 @@ class Policy:
             rollout.observe(np.atleast_1d(np.asarray(rewards, dtype=np.float64)))
 
     def __call__(self, observations: Any, *, deterministic: bool = True) -> np.ndarray:
+        if isinstance(self.observation_space, gym.spaces.Dict):
+            missing = sorted(set(self.observation_space.spaces) - set(observations))
+            if missing:
+                goals = [key for key in missing if key.startswith("goal_")]
+                hint = " (a goal-conditioned policy: add the goal with offrl.data.goals.GoalObservation)" if goals else ""
+                raise OffrlError(f"the observation has no {', '.join(missing)}: the policy reads {', '.join(self.observation_space.spaces)}{hint}")
         single = _is_single(observations, self.observation_space)
         if single:
             observations = _add_batch_axis(observations)

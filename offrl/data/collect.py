@@ -41,7 +41,7 @@ def collect(
         raise ValueError("give exactly one of episodes or steps")
     if not (noise >= 0.0 and 0.0 <= epsilon <= 1.0):
         raise OffrlError(f"noise must be >= 0 and epsilon in [0, 1] (got noise={noise}, epsilon={epsilon})")
-    envs = make_vector_env(env_id, num_envs)
+    envs = make_vector_env(env_id, num_envs, goal_keys=getattr(policy, "goal_keys", ()))
     action_space = envs.single_action_space
     if noise > 0 and not isinstance(action_space, gym.spaces.Box):
         envs.close()
@@ -166,13 +166,21 @@ def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed:
 
         from offrl.train.evaluate import check_env_compatible
 
+        from offrl.data.goals import GoalObservation
+        from offrl.train.run import run_settings
+
         policy = load_policy(spec)
-        probe = make_env(env_id)
+        goal_keys = run_settings(spec).get("train", {}).get("goal_keys", [])
+        probe = GoalObservation(make_env(env_id), goal_keys) if goal_keys else make_env(env_id)
         try:
             check_env_compatible(probe, policy.observation_space, policy.action_space, env_id, f"the policy in {spec}")
         finally:
             probe.close()
-        return lambda observations: policy(observations, deterministic=not stochastic)
+        def act(observations: Any) -> np.ndarray:
+            return policy(observations, deterministic=not stochastic)
+
+        act.goal_keys = tuple(goal_keys)  # collect adds the task's goal to the observations, as the run trained on it
+        return act
     controller = resolve_callable(spec)
     probe = make_env(env_id)
     action_space = probe.action_space

@@ -194,6 +194,25 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 20) -> None:
         imageio.mimwrite(tmp, [np.asarray(frame, dtype=np.uint8) for frame in frames], format=path.suffix[1:], **options)
 
 
+def check_video(env_id: str, path: Path | None = None) -> None:
+    """Before any rollout: the video can be encoded (imageio; imageio-ffmpeg for ``.mp4``) and ``env_id``
+    renders RGB frames, so a missing package is one error up front, not a failure after the episodes."""
+    if importlib.util.find_spec("imageio") is None:
+        raise OffrlError("rollout videos need imageio: pip install 'offrl[video]'")
+    if path is not None and path.suffix == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise OffrlError(f"{path}: an .mp4 video needs imageio-ffmpeg (pip install 'offrl[video]'), or write a .gif")
+    env = make_env(env_id, render_mode="rgb_array")
+    try:
+        env.reset(seed=0)
+        frame = env.render()
+    except Exception as error:  # noqa: BLE001 - each renderer fails its own way (a missing pygame, no display, ...)
+        raise OffrlError(f"{env_id} cannot render video frames: {type(error).__name__}: {error}") from None
+    finally:
+        env.close()
+    if frame is None or np.ndim(frame) != 3:
+        raise OffrlError(f"{env_id} renders no RGB frames (render_mode='rgb_array' gave {type(frame).__name__})")
+
+
 def video_suffix() -> str:
     """``.mp4`` when imageio can encode it (imageio-ffmpeg), else ``.gif``."""
     return ".mp4" if importlib.util.find_spec("imageio_ffmpeg") is not None else ".gif"

@@ -39,6 +39,18 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     return read_record(run_dir, CONFIG, kind="run")
 
 
+def enclosing_run(path: str | Path) -> Path | None:
+    """The run directory ``path`` is, or is inside (``RUN/best``, ``RUN/checkpoints``, a checkpoint file there)."""
+    path = Path(path)
+    return next((d for d in (path, path.parent, path.parent.parent) if (d / CONFIG).is_file()), None)
+
+
+def run_settings(path: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of the run ``path`` belongs to; empty for a checkpoint outside any run."""
+    run = enclosing_run(path)
+    return read_run_config(run) if run is not None else {}
+
+
 def read_record(directory: str | Path, name: str, *, kind: str) -> dict[str, Any]:
     """The JSON file ``name`` that marks ``directory`` as an offrl ``kind`` directory (run, search)."""
     path = Path(directory) / name

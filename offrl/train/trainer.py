@@ -52,7 +52,15 @@ from offrl.nn.precision import update_context
 from offrl.spaces import space_to_json
 from offrl.train import checkpoint as ckpt
 from offrl.train.collector import Collector
-from offrl.train.evaluate import EvalResult, check_env_compatible, evaluate, evaluation_slots, make_vector_env, video_suffix
+from offrl.train.evaluate import (
+    EvalResult,
+    check_env_compatible,
+    check_video,
+    evaluate,
+    evaluation_slots,
+    make_vector_env,
+    video_suffix,
+)
 from offrl.train.logging import MetricsLogger
 from offrl.train.memory import keep_freed_memory
 from offrl.train.plot import plot_run
@@ -305,6 +313,8 @@ def train(
 
     eval_vector = None
     if env is not None:
+        if video_episodes > 0:
+            check_video(env)
         eval_vector = make_vector_env(
             env, evaluation_slots(eval_envs, eval_episodes), goal_keys=goal_keys, render_first=video_episodes > 0
         )
@@ -475,8 +485,11 @@ def train(
         validation_sampler.generator.manual_seed(eval_seed(seed + 3, step))
         totals: dict[str, float] = {}
         algo.train(False)
+        # a loss that samples (a VAE's latents) draws from torch's generator: validation must not move it, or
+        # logging a held-out loss would change training and a resumed run would not repeat an uninterrupted one
+        devices = [algo.device] if algo.device.type == "cuda" else []
         try:
-            with torch.no_grad():
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
                 for _ in range(validation_batches):
                     loss, metrics = algo.loss(validation_sampler.sample())
                     for key, value in {"loss": loss, **metrics}.items():  # the total, and its parts

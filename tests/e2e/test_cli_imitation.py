@@ -79,5 +79,9 @@ def test_goal_keys_train_evaluate_and_resume(tmp_path):
     evaluated = json.loads(offrl("eval", "run", "--episodes", "4", "--json", cwd=tmp_path).stdout)  # the env gets its goal keys
     assert evaluated["episodes"] == 4 and evaluated["success_rate"] is not None
     offrl("train", "--resume", "run", "--steps", "320", "--no-progress", cwd=tmp_path)
+    # collecting with the run's policy gives the environment the run's goal keys too
+    collected = offrl("datasets", "collect", "--env", TASK, "--policy", "run", "--episodes", "2", "--out", "own.npz", cwd=tmp_path)
+    assert "2 episodes" in collected.stdout
+    assert "goal_position" in json.loads(offrl("datasets", "info", "own.npz", "--json", cwd=tmp_path).stdout)["observation_space"]["spaces"]
     assert_user_error(offrl("train", "--algo", "bc", "--env", "Pendulum-v1", "--goal-keys", "position", "--steps", "2",
                             "--dataset", "demos.hdf5", "--run-dir", "bad", cwd=tmp_path, check=False), "not keys of its observations")

@@ -68,3 +68,17 @@ def test_validation_and_best_need_what_they_judge_by(tmp_path):
         offrl.train_offline(bc, ds, steps=2, run_dir=tmp_path / "b", progress=False, save_best="validation")
     with pytest.raises(OffrlError, match="lr_schedule must be one of"):
         offrl.train_offline(bc, ds, steps=2, run_dir=tmp_path / "c", progress=False, lr_schedule="exponential")
+
+
+def test_validating_on_held_out_data_does_not_change_training(tmp_path):
+    """A sampling loss (the VAE's latents) draws from torch's generator; validation must leave it where it was."""
+    ds = random_dataset(n=300)
+    train, held_out = ds.split(0.8, seed=0)
+    runs = {}
+    for name, validation in (("without", None), ("with", held_out)):
+        algo = offrl.make_algo("bc_vae", ds.observation_space, ds.action_space, seed=0, batch_size=16)
+        offrl.train_offline(algo, train, steps=40, eval_every=10, log_every=10, seed=0, run_dir=tmp_path / name,
+                            progress=False, tensorboard=False, validation=validation, validation_batches=3)
+        with open(tmp_path / name / "metrics.csv") as handle:
+            runs[name] = [{k: v for k, v in row.items() if k != "steps_per_sec"} for row in csv.DictReader(handle)]
+    assert runs["with"] == runs["without"]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from offrl.data import Dataset
 from offrl.errors import OffrlError
 from offrl.ope import fitted_q_evaluation
 from offrl.zoo.pendulum import energy_pump
@@ -52,3 +53,20 @@ def test_fitted_q_evaluation_refuses_what_it_cannot_fit():
         fitted_q_evaluation(lambda o: torch.zeros(len(o), dtype=torch.long), image_dataset(), steps=10)
     with pytest.raises(OffrlError, match="steps >= 1"):
         fitted_q_evaluation(still, image_dataset(), steps=0)
+
+
+def test_fitted_q_evaluation_of_dict_observations(pendulum_learning_dataset):
+    data = pendulum_learning_dataset.subset(range(10))
+    as_dict = Dataset(
+        observations={"angle": data.observations[:, :2], "velocity": data.observations[:, 2:]},
+        actions=data.actions, rewards=data.rewards,
+        next_observations={"angle": data.next_observations[:, :2], "velocity": data.next_observations[:, 2:]},
+        terminals=data.terminals, timeouts=data.timeouts, action_space=data.action_space,
+    )
+
+    def pump_dict(observations):
+        return pump(torch.cat([torch.as_tensor(observations["angle"]), torch.as_tensor(observations["velocity"])], dim=1))
+
+    flat = fitted_q_evaluation(pump, data, steps=300, gamma=GAMMA, seed=0)
+    keyed = fitted_q_evaluation(pump_dict, as_dict, steps=300, gamma=GAMMA, seed=0)
+    assert keyed.value == pytest.approx(flat.value, rel=1e-4)
