@@ -204,6 +204,14 @@ class Population:
             self.source, self.fingerprint = None, None
             self.observation_space, self.action_space = as_float32(probe.observation_space), probe.action_space
             probe.close()
+        if getattr(self.base_config, "hidden_dims", ()) is None:
+            # the discrete algorithms' default widths follow the observations (two 256-wide layers after vectors,
+            # none after a CNN): written out, so architecture mutations have widths to change
+            from offrl.algos.dqn import head_widths
+            from offrl.nn.encoders import make_encoder
+
+            widths = head_widths(self.base_config, make_encoder(self.observation_space, self.base_config))
+            self.base_config = dataclasses.replace(self.base_config, hidden_dims=widths)
 
     def initial_configs(self, rng: random.Random) -> list[dict[str, Any]]:
         configs = [config_to_dict(self.base_config)]

@@ -133,3 +133,13 @@ def test_inapplicable_mutations_become_none_with_the_reason(data):
     assert plan.kind == "none" and "empty search space" in plan.detail
     with pytest.raises(ConfigError, match="not all 0"):
         Mutations(no_mutation=0, architecture=0, parameters=0, activation=0, rl_hp=0)
+
+
+def test_a_discrete_algorithms_default_widths_are_written_out_so_architecture_mutations_apply(cartpole_dataset):
+    from offrl.hpo import Population
+
+    population = Population("discrete_bc", cartpole_dataset, size=2)
+    assert population.base_config.hidden_dims == (256, 256)  # what None builds after vector observations
+    plan = Mutations(no_mutation=0, architecture=1, parameters=0, activation=0, rl_hp=0).draw(
+        "discrete_bc", population.base_config, population.space, random.Random(0))
+    assert plan.kind == "architecture" and plan.config["hidden_dims"] != [256, 256]
