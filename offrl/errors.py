@@ -28,6 +28,10 @@ class ConfigError(OffrlError):
     """A configuration key or value is unknown or of the wrong type."""
 
 
+class TrainingDiverged(OffrlError):
+    """A loss or another logged metric became NaN or infinite: training stops rather than save such weights."""
+
+
 class AlgorithmError(ConfigError, ValueError):
     """An algorithm cannot be built with these settings (raised by ``make_algo``; also a ``ValueError``)."""
 

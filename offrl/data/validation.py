@@ -56,12 +56,19 @@ def check_numeric(source: str, key: str, array: np.ndarray, *, allow_integer: bo
 
 
 def check_finite(source: str, key: str, array: np.ndarray) -> None:
+    """No NaN or Inf; and a wider float (float64) fits in float32, which offrl trains in (a larger value would
+    become Inf in the cast)."""
     if array.dtype.kind != "f":
         return
     chunks = row_chunks(array)
+    limit = float(np.finfo(np.float32).max)
     for start, part in chunks:
         if not np.isfinite(part).all():
             break
+        if array.dtype.itemsize > 4 and part.size and np.abs(part).max() > limit:
+            rows = np.flatnonzero((np.abs(part.reshape(len(part), -1)) > limit).any(axis=1))
+            raise DatasetError(source, f"holds values beyond the float32 range (+-{limit:.3g}) offrl trains in "
+                               f"(first at row {start + int(rows[0])})", key=key)
     else:
         return
     bad_rows, first, has_nan = 0, None, False

@@ -81,9 +81,11 @@ def reward_scale(dataset: Dataset, mode: str, scale: float) -> float:
     if mode == "none":
         return 1.0
     if mode == "returns_range":
-        returns = dataset.episode_returns()
+        returns = dataset.episode_returns().astype(np.float64)
         spread = float(returns.max() - returns.min())
-        return scale / spread if spread > 1e-8 else 1.0
+        # returns equal up to float rounding have no range to scale by (an absolute threshold let one ulp of
+        # difference scale rewards by 1e10)
+        return scale / spread if spread > 1e-5 * max(1.0, float(np.abs(returns).max())) else 1.0
     raise ValueError(f"unknown reward_normalization {mode!r}")
 
 
@@ -206,6 +208,14 @@ class MetricAccumulator:
     def reset(self) -> None:
         self.sums.clear()
         self.counts.clear()
+
+    def non_finite(self) -> list[str]:
+        """The metrics whose sum since the last reset is NaN or infinite (one host sync)."""
+        if not self.sums:
+            return []
+        keys = list(self.sums)
+        finite = torch.isfinite(torch.stack([self.sums[k] for k in keys])).tolist()
+        return [key for key, ok in zip(keys, finite) if not ok]
 
     def state(self) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
         return dict(self.counts), {f"metric_sums/{k}": v for k, v in self.sums.items()}

@@ -46,7 +46,7 @@ from offrl.data.replay import ReplayBuffer
 from offrl.data.sampler import MixedSampler, UniformSampler
 from offrl.data.sequences import SequenceSampler
 from offrl.data.validation import check_actions
-from offrl.errors import CheckpointError, OffrlError
+from offrl.errors import CheckpointError, OffrlError, TrainingDiverged
 from offrl.io import atomic_path, write_json
 from offrl.nn.precision import update_context
 from offrl.spaces import space_to_json
@@ -582,6 +582,7 @@ def train(
                         if returns:
                             row["train_return"] = float(np.mean(returns))
                     logger.log_train(step, row)
+                    _stop_if_diverged([k for k, v in row.items() if not math.isfinite(v)], step, checkpoint_dir)
                     metrics.reset()
                     interval_start, interval_step = time.perf_counter(), step
                     display.update(step, speed)
@@ -599,6 +600,7 @@ def train(
                         last_eval = outcome
                         display.evaluation(step, _eval_text(last_eval))
                 if step % checkpoint_every == 0 and step < total:
+                    _stop_if_diverged(metrics.non_finite(), step, checkpoint_dir)  # never a checkpoint of NaN weights
                     save(step, pending=False)
                 interval_start += time.perf_counter() - paused
             if not saved_final:
@@ -725,6 +727,15 @@ def _end_open_episodes(buffer: ReplayBuffer) -> None:
 # what a run directory holds besides config.json and checkpoints/: a fresh run into a directory with any of
 # them would overwrite a user's files (or a seed group's record)
 RUN_OUTPUTS = ("metrics.csv", "evaluations.csv", "final_eval.json", "seeds.json", "best")
+
+
+def _stop_if_diverged(bad: list[str], step: int, checkpoint_dir: Path) -> None:
+    if bad:
+        raise TrainingDiverged(
+            f"training diverged by step {step}: {', '.join(bad)} became NaN or infinite. The checkpoints in "
+            f"{checkpoint_dir} are from before it; lower the learning rate, or check the scale of the data's rewards "
+            "and observations"
+        )
 
 
 def _check_counts(**values: int | None) -> None:

@@ -186,3 +186,12 @@ def test_a_damaged_memmap_header_is_named(tmp_path, pendulum_dataset):
     (path / "meta.json").write_text('{"offrl_format": "memmap", "format_version": 1,')
     message = load_error(path)
     assert "meta.json" in message and "cannot be parsed as JSON" in message
+
+
+@pytest.mark.parametrize("key", ["observations", "actions", "rewards"])
+def test_float64_values_beyond_float32_are_refused(tmp_path, key):
+    columns = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in d4rl_columns().items()}
+    columns[key] = columns[key] * 1e39  # finite in float64, Inf once cast to float32
+    write(tmp_path / "huge.hdf5", columns)
+    message = load_error(tmp_path / "huge.hdf5")
+    assert f"huge.hdf5 [{key}]" in message and "beyond the float32 range" in message

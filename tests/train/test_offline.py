@@ -12,6 +12,7 @@ import torch
 import offrl
 from offrl.errors import CheckpointError, DatasetError, OffrlError
 from offrl.train import trainer
+from tests.conftest import random_dataset
 
 SETTINGS = dict(env="Pendulum-v1", steps=300, eval_every=100, eval_episodes=2, eval_envs=2, log_every=40, progress=False)
 
@@ -252,3 +253,24 @@ def test_arguments_in_the_wrong_place_are_one_clear_error(pendulum_dataset, tmp_
     with pytest.raises(OffrlError, match="steps must be an integer, not 2.5"):
         offrl.train_offline(algo, pendulum_dataset, steps=2.5)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_diverging_run_stops_without_saving_non_finite_weights(pendulum_dataset, tmp_path):
+    huge = pendulum_dataset.subset(range(5))
+    huge.rewards = np.sign(huge.rewards - huge.rewards.mean()).astype(np.float32) * 3e38  # valid float32, overflows in the TD loss
+    algo = offrl.make_algo("td3_bc", huge.observation_space, huge.action_space, seed=0, hidden_dims=(16, 16))
+    with pytest.raises(trainer.TrainingDiverged, match="training diverged by step 10: critic_loss"):
+        offrl.train_offline(algo, huge, steps=40, log_every=10, eval_every=0, run_dir=tmp_path / "run", progress=False)
+    assert [p.name for p in sorted((tmp_path / "run/checkpoints").glob("step_*.json"))] == ["step_000000000.json"]
+    assert read_rows(tmp_path / "run/metrics.csv")[0]["critic_loss"] == "nan"  # the row that shows it is logged
+
+
+def test_returns_equal_up_to_rounding_are_not_scaled():
+    from offrl.train.run import reward_scale
+
+    data = random_dataset(n=100, episode_length=50)
+    data.rewards[:] = 1.0
+    data.rewards[0] = np.float32(1.0000001)  # one float32 ulp between the two episodes' returns
+    assert reward_scale(data, "returns_range", 1000.0) == 1.0
+    data.rewards[0] = 2.0
+    assert reward_scale(data, "returns_range", 1000.0) == pytest.approx(1000.0)
