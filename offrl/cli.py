@@ -443,17 +443,19 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
             seeds, started_with = [int(s) for s in record["seeds"]], list(record["argv"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise OffrlError(f"{group / SEEDS_FILE}: not a readable seed-group record ({error})") from None
+        started = tyro.cli(TrainArgs, args=started_with)
+        started = _with_config_file(started, started_with) if started.config else started
         if "batch_seeds" not in _given_flags(argv):  # batched or one after another, as the group started
-            args = dataclasses.replace(args, batch_seeds=tyro.cli(TrainArgs, args=started_with).batch_seeds)
+            args = dataclasses.replace(args, batch_seeds=started.batch_seeds)
         runs = []
         for seed in seeds:
             run_dir = group / f"seed-{seed}"
             if run_dir.exists():
                 runs.append((seed, dataclasses.replace(args, resume=str(run_dir), seeds=1), argv))
-            else:  # never started (the group was interrupted before it): start it as the group was configured
-                fresh = tyro.cli(TrainArgs, args=started_with)
-                fresh = _with_config_file(fresh, started_with) if fresh.config else fresh
-                runs.append((seed, dataclasses.replace(fresh, seed=seed, run_dir=str(run_dir), seeds=1), started_with))
+            else:  # never started (the group was interrupted before it): start it as the group was configured,
+                # with what the resume line changes for every seed (a new --steps total, --precision)
+                changed = {name: getattr(args, name) for name in ("steps", "precision") if name in _given_flags(argv)}
+                runs.append((seed, dataclasses.replace(started, seed=seed, run_dir=str(run_dir), seeds=1, **changed), started_with))
     else:
         if args.seeds < 1:
             raise OffrlError(f"--seeds must be at least 1, got {args.seeds}")
@@ -880,6 +882,9 @@ def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     from offrl.plugins import import_plugin
 
     run_path = Path(args.run_dir)
+    if (run_path / SEEDS_FILE).is_file():
+        seeds = sorted(p.name for p in run_path.glob("seed-*"))
+        raise OffrlError(f"{run_path} is a seed group: evaluate one of its runs ({', '.join(seeds) or 'seed-N'}), e.g. offrl eval {run_path}/{seeds[0] if seeds else 'seed-N'}")
     saved = run_settings(run_path)  # a run directory, or a directory inside one (RUN/best) or a checkpoint file there
     for module in args.imports or saved.get("cli", {}).get("imports", []):  # --import replaces what the run recorded
         import_plugin(module)

@@ -368,7 +368,10 @@ def train_population(
         if resume:
             directory = run_dir / GENERATIONS / _generation_name(generation)
             for slot in range(population.size):
-                runner.set_state(slot, algo_state(ckpt.load_algo(directory / f"member_{slot}", algo=population.algo, device=population.device)))
+                member = ckpt.load_algo(directory / f"member_{slot}", algo=population.algo, device=population.device)
+                # resumed with a larger max_steps, learning-rate schedules stretch to it (as an extended offrl train run's)
+                member.total_updates = max(member.total_updates, max_steps)
+                runner.set_state(slot, algo_state(member))
             if interaction is not None:
                 runner.load_buffer(_load_buffer(directory / BUFFER_FILE))
         else:

@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch._C import _functorch
 from torch._functorch.pyfunctorch import temporarily_pop_interpreter_stack
@@ -60,9 +61,12 @@ class StackedModel:
     The algorithms' own tensors become views of the stacked ones.
     """
 
-    def __init__(self, algos: list[Algorithm]) -> None:
+    def __init__(self, algos: list[Algorithm], seeds: list[int] | None = None) -> None:
         self.algos = algos
         self.size = len(algos)
+        # A seed group's members run in threads that each seed torch's process-wide generator (and restore it on
+        # resume): the update's random draws take their own generator state, from the seeds and the step alone.
+        self.seeds = seeds
         base = algos[0]
         self.params: dict[str, torch.Tensor] = {}
         self.buffers: dict[str, torch.Tensor] = {}
@@ -166,8 +170,15 @@ class StackedModel:
 
         base.forward = bound
         common.stacked_update.model = self
+        draws = contextlib.nullcontext()
+        if self.seeds is not None:
+            device = base.device
+            draws = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
         try:
-            metrics = vmap(one_seed, randomness="different")(self.params, self.buffers, columns)
+            with draws:
+                if self.seeds is not None:
+                    torch.manual_seed(_step_seed(self.seeds, base.num_updates))
+                metrics = vmap(one_seed, randomness="different")(self.params, self.buffers, columns)
         finally:
             common.stacked_update.model = None
             del base.forward
@@ -202,6 +213,7 @@ class SeedGroup:
         self._wake = threading.Condition(self._lock)
         self._turn = [threading.Condition(self._lock) for _ in range(size)]
         self._members: dict[int, Algorithm] = {}
+        self._seeds: dict[int, int] = {}
         self._unjoined = set(range(size))
         self._pending: dict[int, tuple[str, torch.dtype | None, Any]] = {}  # method, autocast dtype (None: off), batch
         self._results: dict[int, Any] = {}
@@ -210,7 +222,7 @@ class SeedGroup:
         self._solo_turn = threading.Lock()
         self._announced = False
 
-    def join(self, index: int, algo: Algorithm) -> None:
+    def join(self, index: int, algo: Algorithm, seed: int = 0) -> None:
         reason = blocker(algo)
         if reason:  # this seed trains unbatched, and alone: the others of its kind wait for it
             with self._lock:
@@ -226,6 +238,7 @@ class SeedGroup:
             setattr(algo, method, self._proxy(index, algo, method))
         with self._lock:
             self._members[index] = algo
+            self._seeds[index] = seed
             self._unjoined.discard(index)
             self._wake.notify()
 
@@ -296,7 +309,7 @@ class SeedGroup:
                 model = self._models.get(key)
                 if model is None:
                     self._models = {k: m for k, m in self._models.items() if not set(k) & set(key)}
-                    model = self._models[key] = StackedModel([self._members[i] for i in indices])
+                    model = self._models[key] = StackedModel([self._members[i] for i in indices], [self._seeds[i] for i in indices])
                 batches = [self._pending[i][2] for i in indices]
                 with precision.autocast(model.algos[0].device.type, autocast):
                     outputs = model.update(method, batches)
@@ -320,11 +333,15 @@ def member(group: SeedGroup, index: int) -> Iterator[None]:
         group.leave(index)
 
 
-def enlist(algo: Algorithm) -> None:
+def _step_seed(seeds: list[int], step: int) -> int:
+    return int(np.random.SeedSequence([*seeds, step]).generate_state(1)[0])
+
+
+def enlist(algo: Algorithm, seed: int = 0) -> None:
     """Called by the trainer before its first step: join this thread's seed group, if it trains one."""
     slot = getattr(_member, "slot", None)
     if slot is not None:
-        slot[0].join(slot[1], algo)
+        slot[0].join(slot[1], algo, seed)
 
 
 def run_seed_group(jobs: list[Callable[[], Any]], *, batched: bool = True) -> list[Any]:

@@ -547,7 +547,7 @@ def train(
             algo.train(True)
 
     keep_freed_memory()  # freed activations stay in the heap for the next step (offrl.train.memory)
-    enlist(algo)  # no-op unless this thread trains one seed of a batched group
+    enlist(algo, seed)  # no-op unless this thread trains one seed of a batched group
     step, last_eval, interrupted, saved_final = start_step, None, False, False
     display = TrainingProgress(total=total, start=step, enabled=progress, label=f"{algo.name} ({schedule.mode})")
     interval_start, interval_step = time.perf_counter(), step

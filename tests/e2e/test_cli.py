@@ -177,14 +177,17 @@ def test_seeds_train_one_run_per_seed_and_summarize(workdir):
     assert len(set(returns)) == 3  # different seeds, different policies
     assert f"over 3 seeds" in out
     assert offrl("eval", "runs/bc-seeds/seed-4", "--episodes", "1", cwd=workdir).returncode == 0
+    assert_user_error(offrl("eval", "runs/bc-seeds", cwd=workdir, check=False), "is a seed group", "runs/bc-seeds/seed-3")
 
     # a group cut short before its last seed started: --resume trains what is missing as configured
     import shutil
 
     shutil.rmtree(group / "seed-5")
-    resumed = offrl("train", "--resume", "runs/bc-seeds", "--no-progress", cwd=workdir).stdout
+    resumed = offrl("train", "--resume", "runs/bc-seeds", "--steps", "70", "--no-progress", cwd=workdir).stdout
     assert "seed 5 (3 of 3)" in resumed
     assert json.loads((group / "seed-5/config.json").read_text())["train"]["seed"] == 5
+    # the resume's new total reaches the seed that starts now as well as those that go on
+    assert {json.loads((group / f"seed-{s}/config.json").read_text())["schedule"]["total_steps"] for s in (3, 4, 5)} == {70}
     assert sorted(json.loads((group / "seeds.json").read_text())["final"]["per_seed"]) == ["3", "4", "5"]
 
     again = offrl("train", "--algo", "bc", *common, "--seeds", "2", "--run-dir", "runs/bc-seeds", cwd=workdir, check=False)

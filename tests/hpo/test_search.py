@@ -220,3 +220,11 @@ def test_a_search_that_fails_before_its_first_generation_can_be_started_again(pe
     monkeypatch.undo()
     search(pendulum_dataset, tmp_path / "s", size=2, steps=100, evo=100)
     assert (tmp_path / "s" / "search.json").exists()
+
+
+def test_a_search_extended_with_more_steps_stretches_learning_rate_schedules(pendulum_dataset, tmp_path):
+    search(pendulum_dataset, tmp_path / "s", algo="iql", size=2, steps=60, evo=30, env="Pendulum-v1")
+    result = search(pendulum_dataset, tmp_path / "s", algo="iql", size=2, steps=90, evo=30, env="Pendulum-v1", resume=True)
+    elite = json.loads(sorted((result.elite_dir / "checkpoints").glob("step_*.json"))[-1].read_text())
+    # IQL's actor follows a cosine schedule over total_updates: kept at 60 it would train at learning rate 0 past step 60
+    assert elite["num_updates"] == 90 and elite["total_updates"] == 90

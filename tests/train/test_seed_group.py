@@ -209,7 +209,8 @@ def test_unbatchable_seeds_train_one_after_another(capsys):
     assert "seeds not batched: edac's gradient-diversity penalty" in capsys.readouterr().out
 
 
-def test_ctrl_c_stops_every_seed_and_the_group_resumes_to_the_same_models(pendulum_dataset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["bc", "td3_bc"])  # td3_bc draws target noise: the group's draws must not race
+def test_ctrl_c_stops_every_seed_and_the_group_resumes_to_the_same_models(name, pendulum_dataset, tmp_path, monkeypatch):
     import os
     import signal
 
@@ -221,7 +222,7 @@ def test_ctrl_c_stops_every_seed_and_the_group_resumes_to_the_same_models(pendul
     def group(run_dir, resume=False):
         def job(seed):
             def run():
-                algo = offrl.make_algo("bc", ds.observation_space, ds.action_space, seed=seed, hidden_dims=(32, 32))
+                algo = offrl.make_algo(name, ds.observation_space, ds.action_space, seed=seed, hidden_dims=(32, 32))
                 result = offrl.train_offline(algo, ds, steps=60, run_dir=run_dir / f"seed-{seed}", seed=seed, resume=resume,
                                              eval_every=0, log_every=10, progress=False, tensorboard=False)
                 return result, algo
