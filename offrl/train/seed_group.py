@@ -154,6 +154,17 @@ class StackedModel:
             if fresh:
                 self._stack_optimizer_state(key, stacked)
 
+    @contextlib.contextmanager
+    def _draws(self, base: Algorithm) -> Iterator[None]:
+        """The update's random draws: from a generator state set from the seeds and the step (a seed group), or
+        from torch's generator as it is (a population, whose members step in this one thread)."""
+        if self.seeds is None:
+            yield
+            return
+        with torch.random.fork_rng(devices=[base.device] if base.device.type == "cuda" else []):
+            torch.manual_seed(int(np.random.SeedSequence([*self.seeds, base.num_updates]).generate_state(1)[0]))
+            yield
+
     def update(self, method: str, batches: list[Any]) -> list[dict[str, torch.Tensor]]:
         """Every seed's ``method`` (``update`` or ``update_offline``) on its batch, as one vmapped update."""
         base = self.algos[0]
@@ -170,14 +181,8 @@ class StackedModel:
 
         base.forward = bound
         common.stacked_update.model = self
-        draws = contextlib.nullcontext()
-        if self.seeds is not None:
-            device = base.device
-            draws = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
         try:
-            with draws:
-                if self.seeds is not None:
-                    torch.manual_seed(_step_seed(self.seeds, base.num_updates))
+            with self._draws(base):
                 metrics = vmap(one_seed, randomness="different")(self.params, self.buffers, columns)
         finally:
             common.stacked_update.model = None
@@ -331,10 +336,6 @@ def member(group: SeedGroup, index: int) -> Iterator[None]:
     finally:
         _member.slot = None
         group.leave(index)
-
-
-def _step_seed(seeds: list[int], step: int) -> int:
-    return int(np.random.SeedSequence([*seeds, step]).generate_state(1)[0])
 
 
 def enlist(algo: Algorithm, seed: int = 0) -> None:
