@@ -416,10 +416,9 @@ class DemoArgs:
     """Seed."""
 
 
-SEEDS_FILE = "seeds.json"
-
-
 def cmd_train(args: TrainArgs, argv: Sequence[str]) -> int:
+    from offrl.train.run import SEEDS_FILE
+
     if args.config and not args.resume:
         args = _with_config_file(args, argv)
     if args.seeds != 1 or (args.resume and (Path(args.resume) / SEEDS_FILE).exists()):
@@ -432,7 +431,7 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
     import numpy as np
 
     from offrl.io import write_json
-    from offrl.train.run import FINAL_EVAL
+    from offrl.train.run import FINAL_EVAL, SEEDS_FILE
 
     if args.resume:
         group = Path(args.resume)
@@ -877,7 +876,7 @@ def cmd_search(args: SearchArgs, argv: Sequence[str]) -> int:
 def cmd_eval(args: EvalArgs, argv: Sequence[str]) -> int:
     from offrl.train.checkpoint import load_algo, read_checkpoint
     from offrl.train.evaluate import check_env_compatible, check_video, evaluate, evaluation_slots, make_vector_env
-    from offrl.train.run import resolve_device, run_settings
+    from offrl.train.run import SEEDS_FILE, resolve_device, run_settings
 
     from offrl.plugins import import_plugin
 

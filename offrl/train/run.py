@@ -33,6 +33,7 @@ from offrl.errors import CheckpointError
 CONFIG = "config.json"
 FINAL_EVAL = "final_eval.json"
 BEST_DIR = "best"
+SEEDS_FILE = "seeds.json"  # marks a directory of several seeds' runs (offrl train --seeds)
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:

@@ -61,7 +61,7 @@ from offrl.train.evaluate import (
     make_vector_env,
     video_suffix,
 )
-from offrl.train.logging import MetricsLogger
+from offrl.train.logging import EVAL_CSV, TRAIN_CSV, MetricsLogger
 from offrl.train.memory import keep_freed_memory
 from offrl.train.plot import plot_run
 from offrl.train.progress import TrainingProgress
@@ -70,6 +70,7 @@ from offrl.train.run import (
     LR_SCHEDULES,
     CONFIG,
     FINAL_EVAL,
+    SEEDS_FILE,
     MetricAccumulator,
     best_score,
     default_run_dir,
@@ -726,7 +727,7 @@ def _end_open_episodes(buffer: ReplayBuffer) -> None:
 
 # what a run directory holds besides config.json and checkpoints/: a fresh run into a directory with any of
 # them would overwrite a user's files (or a seed group's record)
-RUN_OUTPUTS = ("metrics.csv", "evaluations.csv", "final_eval.json", "seeds.json", "best")
+RUN_OUTPUTS = (TRAIN_CSV, EVAL_CSV, FINAL_EVAL, SEEDS_FILE, BEST_DIR)
 
 
 def _stop_if_diverged(bad: list[str], step: int, checkpoint_dir: Path) -> None:
