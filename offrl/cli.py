@@ -446,14 +446,14 @@ def _train_seeds(args: TrainArgs, argv: Sequence[str]) -> int:
         started = _with_config_file(started, started_with) if started.config else started
         if "batch_seeds" not in _given_flags(argv):  # batched or one after another, as the group started
             args = dataclasses.replace(args, batch_seeds=started.batch_seeds)
+        # what the resume line changes for every seed that starts now (a new --steps total, --precision)
+        changed = {name: getattr(args, name) for name in ("steps", "precision") if name in _given_flags(argv)}
         runs = []
         for seed in seeds:
             run_dir = group / f"seed-{seed}"
             if run_dir.exists():
                 runs.append((seed, dataclasses.replace(args, resume=str(run_dir), seeds=1), argv))
-            else:  # never started (the group was interrupted before it): start it as the group was configured,
-                # with what the resume line changes for every seed (a new --steps total, --precision)
-                changed = {name: getattr(args, name) for name in ("steps", "precision") if name in _given_flags(argv)}
+            else:  # never started (the group was interrupted before it): start it as the group was configured
                 runs.append((seed, dataclasses.replace(started, seed=seed, run_dir=str(run_dir), seeds=1, **changed), started_with))
     else:
         if args.seeds < 1:

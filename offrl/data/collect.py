@@ -149,9 +149,7 @@ def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed:
     from offrl.train.evaluate import make_env
 
     if spec == "random":
-        probe = make_env(env_id)
-        space = probe.action_space
-        probe.close()
+        space = _action_space(env_id)
         space.seed(seed)
         return lambda observations: np.stack([space.sample() for _ in range(len(_first_leaf(observations)))])
     if spec == "scripted":
@@ -162,11 +160,9 @@ def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed:
         except KeyError as error:
             raise OffrlError(error.args[0]) from None
     if Path(spec).exists():
-        from offrl.policy import load_policy
-
-        from offrl.train.evaluate import check_env_compatible
-
         from offrl.data.goals import GoalObservation
+        from offrl.policy import load_policy
+        from offrl.train.evaluate import check_env_compatible
         from offrl.train.run import run_settings
 
         policy = load_policy(spec)
@@ -176,15 +172,14 @@ def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed:
             check_env_compatible(probe, policy.observation_space, policy.action_space, env_id, f"the policy in {spec}")
         finally:
             probe.close()
+
         def act(observations: Any) -> np.ndarray:
             return policy(observations, deterministic=not stochastic)
 
         act.goal_keys = tuple(goal_keys)  # collect adds the task's goal to the observations, as the run trained on it
         return act
     controller = resolve_callable(spec)
-    probe = make_env(env_id)
-    action_space = probe.action_space
-    probe.close()
+    action_space = _action_space(env_id)
     shape = tuple(action_space.shape) if isinstance(action_space, gym.spaces.Box) else ()
     width = int(np.prod(shape))
 
@@ -207,6 +202,15 @@ def controller_policy(spec: str, env_id: str, *, stochastic: bool = False, seed:
         return np.stack([row.reshape(shape) for row in rows])
 
     return batched
+
+
+def _action_space(env_id: str) -> gym.Space:
+    from offrl.train.evaluate import make_env
+
+    probe = make_env(env_id)
+    space = probe.action_space
+    probe.close()
+    return space
 
 
 def _first_leaf(observations: Any) -> np.ndarray:
